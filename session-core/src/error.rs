@@ -1,0 +1,175 @@
+//! The one error type of the workspace.
+
+use std::error::Error as StdError;
+
+/// A boxed error from a backend driver, kept as the `source()` of [`Error::Backend`].
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Everything that can go wrong in a store or in the session manager.
+///
+/// Store authors return the first five variants from [`SessionInterface`] methods
+/// (see each method's contract), wrap driver failures with [`Error::backend`] or
+/// [`Error::retryable`], and report unreadable stored bytes as [`Error::Decode`].
+///
+/// [`SessionInterface`]: crate::SessionInterface
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `save(Create)` found a live record under the key; nothing was written.
+    #[error("a live session already exists under this key")]
+    Collision,
+    /// `save(Update)` found a different version than expected; nothing was written.
+    #[error("the session was changed concurrently (version mismatch)")]
+    Conflict,
+    /// `save(Update)` found no live record (absent or expired); nothing was written.
+    #[error("no live session under this key")]
+    NotFound,
+    /// The store does not implement this operation (and did not declare it as a
+    /// capability).
+    #[error("operation `{operation}` is not supported by this store")]
+    Unsupported {
+        /// The operation's name, e.g. `"touch"`.
+        operation: &'static str,
+    },
+    /// The backend (a server, the file system, a driver) failed.
+    #[error("session backend failed{}", if *.retryable { " (retryable)" } else { "" })]
+    Backend {
+        /// Whether trying the same operation again may succeed (a dropped
+        /// connection, a timeout), as opposed to a permanent failure (bad
+        /// credentials, a missing table).
+        retryable: bool,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+    /// Bytes read back from storage (or a session envelope) could not be decoded.
+    #[error("stored session could not be decoded")]
+    Decode(#[from] DecodeError),
+    /// The encoded session exceeds the configured payload limit; nothing was written.
+    #[error("session payload of {size} bytes exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// Size of the encoded session.
+        size: usize,
+        /// The configured limit ([`SessionConfig::max_payload_bytes`](crate::SessionConfig::max_payload_bytes)).
+        limit: usize,
+    },
+    /// A value could not be serialized into, or deserialized out of, the session.
+    #[error("session value `{key}` could not be (de)serialized")]
+    Value {
+        /// The session key whose value failed.
+        key: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Concurrent requests kept changing the session; the save gave up after the
+    /// configured number of attempts. Nothing of this request was written.
+    #[error("gave up saving the session after {attempts} conflicting attempts")]
+    TooManyConflicts {
+        /// How many saves were tried.
+        attempts: u32,
+    },
+    /// The operating system's random source failed.
+    #[error("the OS random source failed")]
+    Randomness(#[source] BoxError),
+    /// Invalid configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+impl Error {
+    /// A permanent backend failure (retrying will not help).
+    pub fn backend(source: impl Into<BoxError>) -> Self {
+        Error::Backend {
+            retryable: false,
+            source: source.into(),
+        }
+    }
+
+    /// A transient backend failure (a connection loss, a timeout): retrying may help.
+    pub fn retryable(source: impl Into<BoxError>) -> Self {
+        Error::Backend {
+            retryable: true,
+            source: source.into(),
+        }
+    }
+
+    /// The [`Error::Unsupported`] error for `operation`.
+    pub fn unsupported(operation: &'static str) -> Self {
+        Error::Unsupported { operation }
+    }
+
+    /// Whether the same call may succeed if tried again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Backend {
+                retryable: true,
+                ..
+            } | Error::Randomness(_)
+                | Error::TooManyConflicts { .. }
+        )
+    }
+}
+
+/// Why stored bytes could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The record or envelope carries a format version this build does not know.
+    #[error("unknown format version {0}")]
+    UnknownVersion(u64),
+    /// The bytes are not a well-formed record or envelope.
+    #[error("malformed stored data: {reason}")]
+    Malformed {
+        /// What was wrong, in a few words (never containing the data itself).
+        reason: &'static str,
+    },
+    /// The bytes are not valid JSON for the session envelope.
+    #[error("malformed session envelope")]
+    Json(#[source] serde_json::Error),
+}
+
+/// An invalid [`SessionConfig`](crate::SessionConfig), reported when it is built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The cookie name is empty or contains characters not allowed in a cookie name.
+    #[error("invalid cookie name {0:?}: must be a non-empty RFC 6265 token")]
+    CookieName(String),
+    /// The cookie path does not start with `/` or contains `;` or control characters.
+    #[error("invalid cookie path {0:?}")]
+    CookiePath(String),
+    /// The cookie domain contains characters not allowed in a domain attribute.
+    #[error("invalid cookie domain {0:?}")]
+    CookieDomain(String),
+    /// A lifetime is zero or negative.
+    #[error("{which} lifetime must be positive")]
+    NonPositiveLifetime {
+        /// `"idle"` or `"absolute"`.
+        which: &'static str,
+    },
+    /// The absolute lifetime is shorter than the idle lifetime.
+    #[error("absolute lifetime must not be shorter than the idle lifetime")]
+    AbsoluteShorterThanIdle,
+    /// `SameSite=None` requires `Secure` in current browsers.
+    #[error("SameSite=None requires the Secure attribute")]
+    SameSiteNoneWithoutSecure,
+    /// `Partitioned` cookies must be `Secure`.
+    #[error("Partitioned cookies require the Secure attribute")]
+    PartitionedWithoutSecure,
+    /// The payload limit is zero.
+    #[error("the payload limit must be at least 1 byte")]
+    ZeroPayloadLimit,
+    /// The conflict retry budget is zero.
+    #[error("at least one save attempt must be allowed")]
+    ZeroSaveAttempts,
+    /// A store-specific setting is invalid (a key prefix, a table name, a directory).
+    #[error("invalid {setting}: {reason}")]
+    Invalid {
+        /// The setting's name.
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}

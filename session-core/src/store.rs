@@ -1,0 +1,179 @@
+//! The storage contract every backend implements.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use time::OffsetDateTime;
+
+use crate::{Error, StorageKey};
+
+/// A record's version. The first version of a record is [`FIRST_VERSION`]; every
+/// successful update adds one.
+pub type Version = u64;
+
+/// The version a record has right after `save(Create)`.
+pub const FIRST_VERSION: Version = 1;
+
+/// What a store keeps under a key, as [`SessionInterface::load`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// The opaque payload, byte for byte as it was saved.
+    pub payload: Bytes,
+    /// When the record stops being live (UTC). Stores must keep at least
+    /// one-second precision.
+    pub expires_at: OffsetDateTime,
+    /// The record's version.
+    pub version: Version,
+}
+
+/// What to write with [`SessionInterface::save`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
+    /// The opaque payload; stores never look inside.
+    pub payload: Bytes,
+    /// The record's deadline (UTC).
+    pub expires_at: OffsetDateTime,
+}
+
+/// How [`SessionInterface::save`] may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveMode {
+    /// Insert only if no live record holds the key.
+    Create,
+    /// Compare-and-set: replace the live record only if its version is `expected_version`.
+    Update {
+        /// The version the caller loaded.
+        expected_version: Version,
+    },
+}
+
+/// What a store can promise beyond the core operations, so the manager and the
+/// conformance suite can adapt. A capability never excuses a broken core operation:
+/// where the contract has an answer and the capability is not declared, the store
+/// returns [`Error::Unsupported`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// `touch` moves the deadline without rewriting the payload. Without it `touch`
+    /// returns [`Error::Unsupported`] and the manager rewrites the record instead.
+    pub touch: bool,
+    /// `delete_expired` purges expired records. Without it the store returns
+    /// [`Error::Unsupported`] and must have some other way to reclaim space
+    /// (typically `native_ttl`).
+    pub delete_expired: bool,
+    /// The server evicts expired records by itself (Redis); `delete_expired` may
+    /// return 0.
+    pub native_ttl: bool,
+    /// Records survive a restart of the process (and of the server, where the
+    /// server is configured durably).
+    pub durable: bool,
+}
+
+impl Capabilities {
+    /// Everything a store that implements every operation in-process offers:
+    /// touch and delete_expired, no native TTL, not durable.
+    pub const fn full() -> Self {
+        Self {
+            touch: true,
+            delete_expired: true,
+            native_ttl: false,
+            durable: false,
+        }
+    }
+
+    /// `self` with `touch` set to `on`.
+    pub const fn with_touch(mut self, on: bool) -> Self {
+        self.touch = on;
+        self
+    }
+
+    /// `self` with `delete_expired` set to `on`.
+    pub const fn with_delete_expired(mut self, on: bool) -> Self {
+        self.delete_expired = on;
+        self
+    }
+
+    /// `self` with `native_ttl` set to `on`.
+    pub const fn with_native_ttl(mut self, on: bool) -> Self {
+        self.native_ttl = on;
+        self
+    }
+
+    /// `self` with `durable` set to `on`.
+    pub const fn with_durable(mut self, on: bool) -> Self {
+        self.durable = on;
+        self
+    }
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self::full()
+    }
+}
+
+/// The storage contract: bytes + deadline + version under a [`StorageKey`].
+///
+/// Stores move bytes; the session core owns their meaning. A store never parses the
+/// payload, never sees a cookie, never decides policy. Every method is atomic with
+/// respect to the others on the same key, including across processes where the
+/// store is shared.
+///
+/// "Now" is the store's clock (stores that accept a [`Clock`](crate::Clock) use it;
+/// server stores may use the server's time). A record is **live** while
+/// `now < expires_at`.
+///
+/// The trait is object-safe: the manager holds an `Arc<dyn SessionInterface>`.
+/// Prove an implementation with the `conformance-tests` crate.
+#[async_trait]
+pub trait SessionInterface: Send + Sync + 'static {
+    /// Returns the live record under `key`, or `None`.
+    ///
+    /// - A record whose `expires_at` has passed is **never** returned, whether or not
+    ///   it has been purged yet.
+    /// - The payload comes back byte for byte as saved, whatever its size
+    ///   (0 bytes to several MiB) and content.
+    /// - Stored bytes that cannot be read are [`Error::Decode`], for this key only.
+    async fn load(&self, key: &StorageKey) -> Result<Option<StoredRecord>, Error>;
+
+    /// Writes `record` under `key` and returns the record's new version.
+    ///
+    /// - [`SaveMode::Create`]: inserts only if no live record holds the key (an
+    ///   expired one may be replaced). If a live record exists: [`Error::Collision`],
+    ///   nothing written. Of any number of concurrent creates of one key exactly one
+    ///   succeeds. Returns [`FIRST_VERSION`].
+    /// - [`SaveMode::Update`]: compare-and-set. Writes only if a live record holds the
+    ///   key and its version equals `expected_version`, then returns
+    ///   `expected_version + 1`. Another version: [`Error::Conflict`], nothing
+    ///   written. Absent or expired: [`Error::NotFound`], nothing written — a
+    ///   destroyed session is **never** resurrected by an update. Of any number of
+    ///   concurrent updates with the same expected version exactly one succeeds.
+    async fn save(
+        &self,
+        key: &StorageKey,
+        record: &NewRecord,
+        mode: SaveMode,
+    ) -> Result<Version, Error>;
+
+    /// Destroys the record under `key` now. Idempotent: expiring an absent or
+    /// expired key succeeds. After it returns, no `load` sees the record and no
+    /// `Update` finds it.
+    async fn expire(&self, key: &StorageKey) -> Result<(), Error>;
+
+    /// Moves the deadline of the live record under `key` to `expires_at` without
+    /// rewriting the payload or changing the version. Returns whether a live record
+    /// existed; on an absent or expired key it returns `false` and creates nothing.
+    /// A deadline in the past makes the record dead at once.
+    ///
+    /// Stores without the [`Capabilities::touch`] capability return
+    /// [`Error::Unsupported`].
+    async fn touch(&self, key: &StorageKey, expires_at: OffsetDateTime) -> Result<bool, Error>;
+
+    /// Removes every expired record, in bounded batches, and returns how many it
+    /// removed. Never removes a live record. Stores whose server evicts natively
+    /// ([`Capabilities::native_ttl`]) may return 0; stores without the
+    /// [`Capabilities::delete_expired`] capability return [`Error::Unsupported`].
+    async fn delete_expired(&self) -> Result<u64, Error>;
+
+    /// What this store promises beyond the core operations.
+    fn capabilities(&self) -> Capabilities;
+}

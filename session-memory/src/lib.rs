@@ -1,0 +1,264 @@
+#![doc = include_str!("../README.md")]
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use session_core::time::OffsetDateTime;
+use session_core::{
+    Bytes, Capabilities, Error, FIRST_VERSION, NewRecord, SaveMode, SessionInterface, SharedClock,
+    StorageKey, StoredRecord, Version, system_clock,
+};
+
+/// Default number of shards: enough that 32 busy tasks rarely meet on one lock.
+const DEFAULT_SHARDS: usize = 64;
+/// A shard is swept of expired entries whenever it has grown to this many entries
+/// (or twice its size after the previous sweep, whichever is larger).
+const MIN_SWEEP_LEN: usize = 1024;
+
+/// One stored session. The payload is reference-counted, so a load clones a
+/// pointer under the lock, never the bytes.
+#[derive(Debug, Clone)]
+struct Entry {
+    payload: Bytes,
+    expires_at: OffsetDateTime,
+    version: Version,
+}
+
+impl Entry {
+    fn is_live(&self, now: OffsetDateTime) -> bool {
+        now < self.expires_at
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    map: HashMap<StorageKey, Entry>,
+    /// Size at which the next insert triggers an opportunistic sweep of this shard.
+    sweep_at: usize,
+}
+
+impl Shard {
+    /// Removes expired entries and returns how many.
+    fn sweep(&mut self, now: OffsetDateTime) -> u64 {
+        let before = self.map.len();
+        self.map.retain(|_, e| e.is_live(now));
+        self.sweep_at = (self.map.len() * 2).max(MIN_SWEEP_LEN);
+        (before - self.map.len()) as u64
+    }
+}
+
+/// A sharded in-memory [`SessionInterface`].
+///
+/// Each shard is a `HashMap` behind its own mutex, picked by the key's first hex
+/// digits, so concurrent requests on different sessions rarely share a lock. Locks
+/// are held only for map operations, never across an `.await`, and payloads are
+/// shared `Bytes`, so no record is deep-copied under a lock.
+///
+/// Memory stays bounded under churn: a shard sweeps its expired entries whenever it
+/// has doubled in size since its last sweep, and [`delete_expired`] sweeps all of
+/// them. Records live only as long as the process.
+///
+/// [`delete_expired`]: SessionInterface::delete_expired
+#[derive(Debug)]
+pub struct MemoryStore {
+    shards: Box<[Mutex<Shard>]>,
+    clock: SharedClock,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// A store on the system clock with the default number of shards.
+    pub fn new() -> Self {
+        Self::with_clock(system_clock())
+    }
+
+    /// A store that takes "now" from `clock` (a `ManualClock` in tests).
+    pub fn with_clock(clock: SharedClock) -> Self {
+        Self::with_shards(DEFAULT_SHARDS, clock)
+    }
+
+    /// A store with `shards` shards (at least 1, rounded up to a power of two).
+    pub fn with_shards(shards: usize, clock: SharedClock) -> Self {
+        let n = shards.max(1).next_power_of_two();
+        let shards = (0..n)
+            .map(|_| {
+                Mutex::new(Shard {
+                    map: HashMap::new(),
+                    sweep_at: MIN_SWEEP_LEN,
+                })
+            })
+            .collect();
+        Self { shards, clock }
+    }
+
+    /// Number of records held, live or expired-but-not-yet-swept.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).map.len()).sum()
+    }
+
+    /// Whether the store holds no record at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard(&self, key: &StorageKey) -> MutexGuard<'_, Shard> {
+        // Keys are SHA-256 output, so their leading hex digits are uniform.
+        let prefix = u32::from_str_radix(&key.as_str()[..8], 16).unwrap_or(0) as usize;
+        lock(&self.shards[prefix & (self.shards.len() - 1)])
+    }
+}
+
+/// Locks a shard. A panic while a shard was locked cannot leave an entry half
+/// written (every mutation is a single map call), so poisoning is ignored.
+fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[async_trait]
+impl SessionInterface for MemoryStore {
+    async fn load(&self, key: &StorageKey) -> Result<Option<StoredRecord>, Error> {
+        let now = self.clock.now();
+        let shard = self.shard(key);
+        Ok(shard
+            .map
+            .get(key)
+            .filter(|e| e.is_live(now))
+            .map(|e| StoredRecord {
+                payload: e.payload.clone(),
+                expires_at: e.expires_at,
+                version: e.version,
+            }))
+    }
+
+    async fn save(
+        &self,
+        key: &StorageKey,
+        record: &NewRecord,
+        mode: SaveMode,
+    ) -> Result<Version, Error> {
+        let now = self.clock.now();
+        let mut shard = self.shard(key);
+        match mode {
+            SaveMode::Create => {
+                if shard.map.get(key).is_some_and(|e| e.is_live(now)) {
+                    return Err(Error::Collision);
+                }
+                if shard.map.len() >= shard.sweep_at {
+                    shard.sweep(now);
+                }
+                shard.map.insert(
+                    key.clone(),
+                    Entry {
+                        payload: record.payload.clone(),
+                        expires_at: record.expires_at,
+                        version: FIRST_VERSION,
+                    },
+                );
+                Ok(FIRST_VERSION)
+            }
+            SaveMode::Update { expected_version } => {
+                let entry = match shard.map.get_mut(key) {
+                    Some(e) if e.is_live(now) => e,
+                    _ => return Err(Error::NotFound),
+                };
+                if entry.version != expected_version {
+                    return Err(Error::Conflict);
+                }
+                entry.payload = record.payload.clone();
+                entry.expires_at = record.expires_at;
+                entry.version += 1;
+                Ok(entry.version)
+            }
+        }
+    }
+
+    async fn expire(&self, key: &StorageKey) -> Result<(), Error> {
+        self.shard(key).map.remove(key);
+        Ok(())
+    }
+
+    async fn touch(&self, key: &StorageKey, expires_at: OffsetDateTime) -> Result<bool, Error> {
+        let now = self.clock.now();
+        let mut shard = self.shard(key);
+        match shard.map.get_mut(key) {
+            Some(e) if e.is_live(now) => {
+                e.expires_at = expires_at;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete_expired(&self) -> Result<u64, Error> {
+        let now = self.clock.now();
+        // One shard at a time: each lock is held for one bounded batch.
+        Ok(self.shards.iter().map(|s| lock(s).sweep(now)).sum())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::full()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use session_core::time::Duration;
+    use session_core::{Clock, ManualClock, SessionToken};
+
+    fn key() -> StorageKey {
+        SessionToken::generate().unwrap().storage_key()
+    }
+
+    fn rec(now: OffsetDateTime, ttl: Duration) -> NewRecord {
+        NewRecord {
+            payload: Bytes::from_static(b"x"),
+            expires_at: now + ttl,
+        }
+    }
+
+    #[tokio::test]
+    async fn churn_is_bounded_by_sweep() {
+        let clock = ManualClock::starting_now();
+        let store = MemoryStore::with_clock(clock.shared());
+        for _ in 0..100_000 {
+            store
+                .save(
+                    &key(),
+                    &rec(clock.now(), Duration::minutes(5)),
+                    SaveMode::Create,
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.len(), 100_000);
+        clock.advance(Duration::minutes(6));
+        assert_eq!(store.delete_expired().await.unwrap(), 100_000);
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn inserts_sweep_their_shard_without_an_explicit_sweep() {
+        let clock = ManualClock::starting_now();
+        let store = MemoryStore::with_shards(1, clock.shared());
+        for _ in 0..10_000 {
+            store
+                .save(
+                    &key(),
+                    &rec(clock.now(), Duration::seconds(1)),
+                    SaveMode::Create,
+                )
+                .await
+                .unwrap();
+            // Every session dies one second after it is made.
+            clock.advance(Duration::seconds(2));
+        }
+        assert!(store.len() <= MIN_SWEEP_LEN, "len {}", store.len());
+    }
+}
