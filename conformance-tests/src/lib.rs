@@ -1,0 +1,1 @@
+//! The conformance suite for `SessionInterface` stores (being written).
