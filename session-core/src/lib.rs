@@ -1,12 +1,19 @@
 #![doc = include_str!("../README.md")]
 
 mod clock;
+mod codec;
+mod config;
 mod error;
+mod manager;
+mod session;
 mod store;
 mod token;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
+pub use config::{SameSite, SessionConfig, SessionConfigBuilder};
 pub use error::{BoxError, ConfigError, DecodeError, Error};
+pub use manager::{CookieDecision, SessionManager};
+pub use session::Session;
 pub use store::{
     Capabilities, FIRST_VERSION, NewRecord, SaveMode, SessionInterface, StoredRecord, Version,
 };
@@ -14,4 +21,7 @@ pub use token::{STORAGE_KEY_LEN, SessionToken, StorageKey, TOKEN_BYTES, TOKEN_CO
 
 /// Re-exported so stores and users name the same versions.
 pub use bytes::Bytes;
+/// Re-exported: the `Set-Cookie` values in [`CookieDecision`] are `cookie::Cookie`s.
+pub use cookie;
+/// Re-exported: deadlines are `time::OffsetDateTime`.
 pub use time;

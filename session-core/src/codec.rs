@@ -1,0 +1,201 @@
+//! The versioned session envelope: the bytes a store keeps for a session.
+//!
+//! ```json
+//! {"v":1,"created":1767225600000,"abs":1767830400000,"idle":3600,"perm":true,"data":{"cart":[1,2]}}
+//! ```
+//!
+//! `created` and `abs` (the absolute deadline) are Unix milliseconds; `idle` (seconds)
+//! and `perm` are per-session overrides, absent when unset.
+//!
+//! Decoding is lazy: each value in `data` is kept as its raw JSON text (a
+//! [`RawValue`]), checked for well-formedness but not turned into a tree, and only
+//! deserialized into a Rust type when a handler asks for that key. Encoding writes
+//! unchanged values back byte for byte. A request that reads one key of a 16 KiB
+//! session, or only refreshes it, never pays for building and re-serializing all of it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use time::{Duration, OffsetDateTime};
+
+use crate::DecodeError;
+
+/// The envelope format this build writes and reads.
+pub(crate) const ENVELOPE_VERSION: u64 = 1;
+
+/// Session values by key, each as raw JSON. A `BTreeMap` so encoding is deterministic.
+pub(crate) type Data = BTreeMap<String, Box<RawValue>>;
+
+/// Everything in a session record besides its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub created_at: OffsetDateTime,
+    pub absolute_deadline: OffsetDateTime,
+    /// Per-session idle lifetime, overriding the configured one.
+    pub idle: Option<Duration>,
+    /// Per-session permanence, overriding the configured one.
+    pub permanent: Option<bool>,
+}
+
+/// A decoded envelope.
+#[derive(Debug, Clone)]
+pub(crate) struct Envelope {
+    pub meta: Meta,
+    pub data: Data,
+}
+
+/// The wire shape. Every field but `v` is optional here so that an envelope of an
+/// unknown version is reported as such instead of as malformed JSON.
+#[derive(Deserialize)]
+struct WireIn {
+    v: u64,
+    created: Option<i64>,
+    abs: Option<i64>,
+    idle: Option<i64>,
+    perm: Option<bool>,
+    data: Option<Data>,
+}
+
+#[derive(Serialize)]
+struct WireOut<'a> {
+    v: u64,
+    created: i64,
+    abs: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    perm: Option<bool>,
+    data: &'a Data,
+}
+
+fn to_millis(t: OffsetDateTime) -> i64 {
+    // i128 nanoseconds → i64 milliseconds: fits for ±292 million years.
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn from_millis(ms: i64) -> Result<OffsetDateTime, DecodeError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).map_err(|_| {
+        DecodeError::Malformed {
+            reason: "timestamp out of range",
+        }
+    })
+}
+
+impl Envelope {
+    /// Decodes stored bytes. Never panics; any defect is a typed [`DecodeError`].
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let wire: WireIn = serde_json::from_slice(bytes).map_err(DecodeError::Json)?;
+        if wire.v != ENVELOPE_VERSION {
+            return Err(DecodeError::UnknownVersion(wire.v));
+        }
+        let missing = |reason| DecodeError::Malformed { reason };
+        let created_at = from_millis(wire.created.ok_or(missing("missing created"))?)?;
+        let absolute_deadline = from_millis(wire.abs.ok_or(missing("missing abs"))?)?;
+        let idle = match wire.idle {
+            Some(s) if s > 0 => Some(Duration::seconds(s)),
+            Some(_) => return Err(missing("non-positive idle lifetime")),
+            None => None,
+        };
+        Ok(Self {
+            meta: Meta {
+                created_at,
+                absolute_deadline,
+                idle,
+                permanent: wire.perm,
+            },
+            data: wire.data.ok_or(missing("missing data"))?,
+        })
+    }
+
+    /// Encodes the envelope. Raw values are copied through unchanged.
+    pub(crate) fn encode(meta: &Meta, data: &Data) -> Vec<u8> {
+        let wire = WireOut {
+            v: ENVELOPE_VERSION,
+            created: to_millis(meta.created_at),
+            abs: to_millis(meta.absolute_deadline),
+            idle: meta.idle.map(|d| d.whole_seconds()),
+            perm: meta.permanent,
+            data,
+        };
+        // Serializing plain integers, bools, strings and already-valid raw JSON into
+        // a Vec cannot fail.
+        serde_json::to_vec(&wire).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn meta() -> Meta {
+        Meta {
+            created_at: datetime!(2030-01-01 0:00 UTC),
+            absolute_deadline: datetime!(2030-01-08 0:00 UTC),
+            idle: None,
+            permanent: None,
+        }
+    }
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn known_answer_encoding() {
+        let mut data = Data::new();
+        data.insert("b".into(), raw(r#"{"x": [1, 2]}"#));
+        data.insert("a".into(), raw("1"));
+        let bytes = Envelope::encode(&meta(), &data);
+        // Keys sorted; raw values kept byte for byte, whitespace included.
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"v":1,"created":1893456000000,"abs":1894060800000,"data":{"a":1,"b":{"x": [1, 2]}}}"#
+        );
+    }
+
+    #[test]
+    fn round_trip_with_overrides() {
+        let mut m = meta();
+        m.idle = Some(Duration::seconds(90));
+        m.permanent = Some(true);
+        let mut data = Data::new();
+        data.insert("k\"ey\u{e9}".into(), raw(r#""v\u00e9""#));
+        let env = Envelope::decode(&Envelope::encode(&m, &data)).unwrap();
+        assert_eq!(env.meta, m);
+        assert_eq!(env.data.len(), 1);
+        assert_eq!(env.data["k\"ey\u{e9}"].get(), r#""v\u00e9""#);
+    }
+
+    #[test]
+    fn unknown_version_is_typed() {
+        let e = Envelope::decode(br#"{"v":2,"whatever":[]}"#).unwrap_err();
+        assert!(matches!(e, DecodeError::UnknownVersion(2)), "{e:?}");
+    }
+
+    #[test]
+    fn malformed_inputs_are_typed_errors() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"\xff\xfe",
+            b"null",
+            b"[]",
+            br#"{"v":1}"#,
+            br#"{"v":1,"created":0,"abs":0}"#,
+            br#"{"v":1,"created":0,"abs":0,"data":[]}"#,
+            br#"{"v":1,"created":9223372036854775807,"abs":0,"data":{}}"#,
+            br#"{"v":1,"created":0,"abs":0,"idle":0,"data":{}}"#,
+            br#"{"v":1,"created":0,"abs":0,"data":{"a":}}"#,
+            br#"{"v":"1","created":0,"abs":0,"data":{}}"#,
+            br#"{"v":1,"created":0,"abs":0,"data":{"a":1}"#,
+        ];
+        for c in cases {
+            assert!(
+                Envelope::decode(c).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(c)
+            );
+        }
+    }
+}

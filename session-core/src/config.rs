@@ -1,0 +1,368 @@
+//! Cookie and expiry options, validated once when they are built.
+
+use time::Duration;
+
+use crate::ConfigError;
+
+/// The `SameSite` cookie attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SameSite {
+    /// Sent only on same-site requests.
+    Strict,
+    /// Sent on same-site requests and top-level cross-site navigations (the default).
+    #[default]
+    Lax,
+    /// Sent on every request; requires `Secure`.
+    None,
+}
+
+/// The session options. Build one with [`SessionConfig::builder`]; invalid
+/// combinations are rejected by [`SessionConfigBuilder::build`], never at the first
+/// request.
+///
+/// | option | default |
+/// |---|---|
+/// | [`cookie_name`](Self::cookie_name) | `session_id` |
+/// | [`secure`](Self::secure) | `true` |
+/// | [`http_only`](Self::http_only) | `true` |
+/// | [`same_site`](Self::same_site) / [`path`](Self::path) / [`domain`](Self::domain) / [`partitioned`](Self::partitioned) | `Lax` / `/` / none / `false` |
+/// | [`idle_lifetime`](Self::idle_lifetime) (expiration time) | 24 h |
+/// | [`absolute_lifetime`](Self::absolute_lifetime) | 7 days |
+/// | [`permanent`](Self::permanent) | `false` |
+/// | [`refresh_each_request`](Self::refresh_each_request) | `false` |
+/// | [`max_payload_bytes`](Self::max_payload_bytes) | 1 MiB |
+/// | [`save_attempts`](Self::save_attempts) | 16 |
+///
+/// ```
+/// use session_core::{SameSite, SessionConfig, time::Duration};
+///
+/// let config = SessionConfig::builder()
+///     .cookie_name("sid")
+///     .same_site(SameSite::Strict)
+///     .idle_lifetime(Duration::minutes(30))
+///     .refresh_each_request(true)
+///     .build()?;
+/// assert_eq!(config.cookie_name(), "sid");
+/// assert!(config.secure());
+///
+/// // Mistakes surface when the configuration is built.
+/// assert!(SessionConfig::builder().cookie_name("no spaces").build().is_err());
+/// assert!(SessionConfig::builder().idle_lifetime(Duration::ZERO).build().is_err());
+/// # Ok::<(), session_core::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    cookie_name: String,
+    secure: bool,
+    http_only: bool,
+    same_site: SameSite,
+    path: String,
+    domain: Option<String>,
+    partitioned: bool,
+    idle_lifetime: Duration,
+    absolute_lifetime: Duration,
+    permanent: bool,
+    refresh_each_request: bool,
+    max_payload_bytes: usize,
+    save_attempts: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            cookie_name: "session_id".to_owned(),
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+            path: "/".to_owned(),
+            domain: None,
+            partitioned: false,
+            idle_lifetime: Duration::hours(24),
+            absolute_lifetime: Duration::days(7),
+            permanent: false,
+            refresh_each_request: false,
+            max_payload_bytes: 1024 * 1024,
+            save_attempts: 16,
+        }
+    }
+}
+
+impl SessionConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> SessionConfigBuilder {
+        SessionConfigBuilder(Self::default())
+    }
+
+    /// Name of the session cookie.
+    pub fn cookie_name(&self) -> &str {
+        &self.cookie_name
+    }
+    /// Whether the cookie carries `Secure` (sent over HTTPS only).
+    pub fn secure(&self) -> bool {
+        self.secure
+    }
+    /// Whether the cookie carries `HttpOnly` (invisible to scripts).
+    pub fn http_only(&self) -> bool {
+        self.http_only
+    }
+    /// The cookie's `SameSite` attribute.
+    pub fn same_site(&self) -> SameSite {
+        self.same_site
+    }
+    /// The cookie's `Path`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+    /// The cookie's `Domain`, if any.
+    pub fn domain(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+    /// Whether the cookie carries `Partitioned` (CHIPS).
+    pub fn partitioned(&self) -> bool {
+        self.partitioned
+    }
+    /// How long a session lives without activity ("expiration time").
+    pub fn idle_lifetime(&self) -> Duration {
+        self.idle_lifetime
+    }
+    /// The hard cap on a session's life since its creation, whatever its activity.
+    pub fn absolute_lifetime(&self) -> Duration {
+        self.absolute_lifetime
+    }
+    /// Whether cookies are persistent (`Max-Age`/`Expires`) rather than ending with
+    /// the browser session. The server record expires either way.
+    pub fn permanent(&self) -> bool {
+        self.permanent
+    }
+    /// Whether every request that touches a session extends its deadline (with a
+    /// cheap `touch`, not a rewrite).
+    pub fn refresh_each_request(&self) -> bool {
+        self.refresh_each_request
+    }
+    /// The largest encoded session the manager will save.
+    pub fn max_payload_bytes(&self) -> usize {
+        self.max_payload_bytes
+    }
+    /// How many times a save is tried when concurrent requests keep changing the
+    /// same session (each retry re-applies this request's changes to fresh data).
+    pub fn save_attempts(&self) -> u32 {
+        self.save_attempts
+    }
+}
+
+/// Builds a [`SessionConfig`]; see there for the options and defaults.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SessionConfigBuilder(SessionConfig);
+
+impl SessionConfigBuilder {
+    /// Sets the cookie name (an RFC 6265 token).
+    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.0.cookie_name = name.into();
+        self
+    }
+    /// Sets the `Secure` attribute.
+    pub fn secure(mut self, on: bool) -> Self {
+        self.0.secure = on;
+        self
+    }
+    /// Sets the `HttpOnly` attribute.
+    pub fn http_only(mut self, on: bool) -> Self {
+        self.0.http_only = on;
+        self
+    }
+    /// Sets the `SameSite` attribute.
+    pub fn same_site(mut self, same_site: SameSite) -> Self {
+        self.0.same_site = same_site;
+        self
+    }
+    /// Sets the cookie `Path` (must start with `/`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.0.path = path.into();
+        self
+    }
+    /// Sets or clears the cookie `Domain`.
+    pub fn domain(mut self, domain: Option<String>) -> Self {
+        self.0.domain = domain;
+        self
+    }
+    /// Sets the `Partitioned` attribute (requires `Secure`).
+    pub fn partitioned(mut self, on: bool) -> Self {
+        self.0.partitioned = on;
+        self
+    }
+    /// Sets the idle lifetime (must be positive).
+    pub fn idle_lifetime(mut self, lifetime: Duration) -> Self {
+        self.0.idle_lifetime = lifetime;
+        self
+    }
+    /// Sets the absolute lifetime (must be positive and at least the idle lifetime).
+    pub fn absolute_lifetime(mut self, lifetime: Duration) -> Self {
+        self.0.absolute_lifetime = lifetime;
+        self
+    }
+    /// Makes cookies persistent (`Max-Age`) instead of browser-session cookies.
+    pub fn permanent(mut self, on: bool) -> Self {
+        self.0.permanent = on;
+        self
+    }
+    /// Extends the deadline on every request that touches the session.
+    pub fn refresh_each_request(mut self, on: bool) -> Self {
+        self.0.refresh_each_request = on;
+        self
+    }
+    /// Sets the largest encoded session that will be saved (at least 1 byte).
+    pub fn max_payload_bytes(mut self, limit: usize) -> Self {
+        self.0.max_payload_bytes = limit;
+        self
+    }
+    /// Sets how many times a conflicting save is tried (at least 1).
+    pub fn save_attempts(mut self, attempts: u32) -> Self {
+        self.0.save_attempts = attempts;
+        self
+    }
+
+    /// Validates and returns the configuration.
+    pub fn build(self) -> Result<SessionConfig, ConfigError> {
+        let c = self.0;
+        if !is_cookie_token(&c.cookie_name) {
+            return Err(ConfigError::CookieName(c.cookie_name));
+        }
+        if !c.path.starts_with('/') || !c.path.bytes().all(is_attribute_byte) {
+            return Err(ConfigError::CookiePath(c.path));
+        }
+        if let Some(d) = &c.domain {
+            let ok = !d.is_empty()
+                && d.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+            if !ok {
+                return Err(ConfigError::CookieDomain(d.clone()));
+            }
+        }
+        if c.idle_lifetime <= Duration::ZERO {
+            return Err(ConfigError::NonPositiveLifetime { which: "idle" });
+        }
+        if c.absolute_lifetime <= Duration::ZERO {
+            return Err(ConfigError::NonPositiveLifetime { which: "absolute" });
+        }
+        if c.absolute_lifetime < c.idle_lifetime {
+            return Err(ConfigError::AbsoluteShorterThanIdle);
+        }
+        if c.same_site == SameSite::None && !c.secure {
+            return Err(ConfigError::SameSiteNoneWithoutSecure);
+        }
+        if c.partitioned && !c.secure {
+            return Err(ConfigError::PartitionedWithoutSecure);
+        }
+        if c.max_payload_bytes == 0 {
+            return Err(ConfigError::ZeroPayloadLimit);
+        }
+        if c.save_attempts == 0 {
+            return Err(ConfigError::ZeroSaveAttempts);
+        }
+        Ok(c)
+    }
+}
+
+/// RFC 6265 `cookie-name` = RFC 2616 `token`: visible ASCII without separators.
+fn is_cookie_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
+/// A byte allowed in a cookie attribute value: printable ASCII except `;`.
+fn is_attribute_byte(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) && b != b';'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design_table() {
+        let c = SessionConfig::default();
+        assert_eq!(c, SessionConfig::builder().build().unwrap());
+        assert_eq!(c.cookie_name(), "session_id");
+        assert!(c.secure() && c.http_only() && !c.partitioned() && !c.permanent());
+        assert_eq!(c.same_site(), SameSite::Lax);
+        assert_eq!(c.path(), "/");
+        assert_eq!(c.domain(), None);
+        assert_eq!(c.idle_lifetime(), Duration::hours(24));
+        assert_eq!(c.absolute_lifetime(), Duration::days(7));
+        assert!(!c.refresh_each_request());
+        assert_eq!(c.max_payload_bytes(), 1 << 20);
+    }
+
+    #[test]
+    fn invalid_settings_are_typed_errors() {
+        let b = SessionConfig::builder;
+        let cases: Vec<(SessionConfigBuilder, ConfigError)> = vec![
+            (b().cookie_name(""), ConfigError::CookieName("".into())),
+            (
+                b().cookie_name("a b"),
+                ConfigError::CookieName("a b".into()),
+            ),
+            (
+                b().cookie_name("a;b"),
+                ConfigError::CookieName("a;b".into()),
+            ),
+            (
+                b().cookie_name("a=b"),
+                ConfigError::CookieName("a=b".into()),
+            ),
+            (b().cookie_name("é"), ConfigError::CookieName("é".into())),
+            (b().path("x"), ConfigError::CookiePath("x".into())),
+            (b().path("/a;b"), ConfigError::CookiePath("/a;b".into())),
+            (
+                b().domain(Some("a b".into())),
+                ConfigError::CookieDomain("a b".into()),
+            ),
+            (
+                b().idle_lifetime(Duration::ZERO),
+                ConfigError::NonPositiveLifetime { which: "idle" },
+            ),
+            (
+                b().idle_lifetime(Duration::seconds(-5)),
+                ConfigError::NonPositiveLifetime { which: "idle" },
+            ),
+            (
+                b().absolute_lifetime(Duration::seconds(-1)),
+                ConfigError::NonPositiveLifetime { which: "absolute" },
+            ),
+            (
+                b().absolute_lifetime(Duration::hours(1)),
+                ConfigError::AbsoluteShorterThanIdle,
+            ),
+            (
+                b().same_site(SameSite::None).secure(false),
+                ConfigError::SameSiteNoneWithoutSecure,
+            ),
+            (
+                b().partitioned(true).secure(false),
+                ConfigError::PartitionedWithoutSecure,
+            ),
+            (b().max_payload_bytes(0), ConfigError::ZeroPayloadLimit),
+            (b().save_attempts(0), ConfigError::ZeroSaveAttempts),
+        ];
+        for (builder, expected) in cases {
+            assert_eq!(builder.build().unwrap_err(), expected);
+        }
+    }
+
+    #[test]
+    fn valid_custom_settings_build() {
+        let c = SessionConfig::builder()
+            .cookie_name("__Host-sid")
+            .domain(Some("example.com".into()))
+            .same_site(SameSite::None)
+            .partitioned(true)
+            .idle_lifetime(Duration::minutes(5))
+            .absolute_lifetime(Duration::minutes(5))
+            .build()
+            .unwrap();
+        assert_eq!(c.domain(), Some("example.com"));
+        assert!(c.partitioned());
+    }
+}

@@ -1,0 +1,749 @@
+//! Lifecycle rules of the manager, against session-memory and a manual clock.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use session_core::time::{Duration, OffsetDateTime};
+use session_core::{
+    Capabilities, Clock, CookieDecision, Error, ManualClock, NewRecord, SaveMode, Session,
+    SessionConfig, SessionInterface, SessionManager, SessionToken, StorageKey, StoredRecord,
+    Version,
+};
+use session_memory::MemoryStore;
+
+/// Which store operations a request performed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Calls {
+    load: u32,
+    create: u32,
+    update: u32,
+    expire: u32,
+    touch: u32,
+}
+
+/// session-memory with call counting and injectable failures.
+#[derive(Debug)]
+struct Recording {
+    inner: MemoryStore,
+    calls: Mutex<Calls>,
+    /// Answer this many creates with `Collision` before passing them through.
+    collide_creates: AtomicU32,
+    touch_supported: bool,
+}
+
+impl Recording {
+    fn new(clock: &ManualClock) -> Arc<Self> {
+        Self::with_touch(clock, true)
+    }
+
+    fn with_touch(clock: &ManualClock, touch_supported: bool) -> Arc<Self> {
+        Arc::new(Self {
+            inner: MemoryStore::with_clock(clock.shared()),
+            calls: Mutex::new(Calls::default()),
+            collide_creates: AtomicU32::new(0),
+            touch_supported,
+        })
+    }
+
+    /// Returns the calls so far and resets the count.
+    fn take_calls(&self) -> Calls {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Calls)) {
+        f(&mut self.calls.lock().unwrap());
+    }
+}
+
+#[async_trait]
+impl SessionInterface for Recording {
+    async fn load(&self, key: &StorageKey) -> Result<Option<StoredRecord>, Error> {
+        self.count(|c| c.load += 1);
+        self.inner.load(key).await
+    }
+
+    async fn save(
+        &self,
+        key: &StorageKey,
+        record: &NewRecord,
+        mode: SaveMode,
+    ) -> Result<Version, Error> {
+        match mode {
+            SaveMode::Create => {
+                self.count(|c| c.create += 1);
+                let forced =
+                    self.collide_creates
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+                if forced.is_ok() {
+                    return Err(Error::Collision);
+                }
+            }
+            SaveMode::Update { .. } => self.count(|c| c.update += 1),
+        }
+        self.inner.save(key, record, mode).await
+    }
+
+    async fn expire(&self, key: &StorageKey) -> Result<(), Error> {
+        self.count(|c| c.expire += 1);
+        self.inner.expire(key).await
+    }
+
+    async fn touch(&self, key: &StorageKey, expires_at: OffsetDateTime) -> Result<bool, Error> {
+        if !self.touch_supported {
+            return Err(Error::unsupported("touch"));
+        }
+        self.count(|c| c.touch += 1);
+        self.inner.touch(key, expires_at).await
+    }
+
+    async fn delete_expired(&self) -> Result<u64, Error> {
+        self.inner.delete_expired().await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities().with_touch(self.touch_supported)
+    }
+}
+
+struct Fixture {
+    clock: ManualClock,
+    store: Arc<Recording>,
+    manager: SessionManager,
+}
+
+fn fixture_with(config: SessionConfig) -> Fixture {
+    let clock = ManualClock::new(session_core::time::macros::datetime!(2030-01-01 0:00 UTC));
+    let store = Recording::new(&clock);
+    let manager = SessionManager::with_clock(store.clone(), config, clock.shared());
+    Fixture {
+        clock,
+        store,
+        manager,
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(SessionConfig::default())
+}
+
+fn set_value(d: &CookieDecision) -> String {
+    match d {
+        CookieDecision::Set(c) => c.value().to_owned(),
+        other => panic!("expected a Set cookie, got {other:?}"),
+    }
+}
+
+fn assert_removed(d: &CookieDecision) {
+    match d {
+        CookieDecision::Remove(c) => {
+            assert_eq!(c.value(), "");
+            assert_eq!(c.max_age(), Some(Duration::ZERO));
+        }
+        other => panic!("expected a removal cookie, got {other:?}"),
+    }
+}
+
+/// Runs one request that inserts `pairs` and returns its cookie value.
+async fn new_session(f: &Fixture, pairs: &[(&str, i64)]) -> String {
+    let s = f.manager.session(None);
+    for (k, v) in pairs {
+        s.insert(k, v).await.unwrap();
+    }
+    let cookie = set_value(&f.manager.finish(&s).await.unwrap());
+    f.store.take_calls();
+    cookie
+}
+
+async fn stored(f: &Fixture, cookie: &str) -> Option<StoredRecord> {
+    let key = SessionToken::parse(cookie).unwrap().storage_key();
+    f.store.inner.load(&key).await.unwrap()
+}
+
+#[tokio::test]
+async fn untouched_session_makes_no_store_call() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    for value in [None, Some(cookie.as_str()), Some("garbage")] {
+        let s = f.manager.session(value);
+        assert_eq!(f.manager.finish(&s).await.unwrap(), CookieDecision::Leave);
+        assert_eq!(f.store.take_calls(), Calls::default());
+    }
+}
+
+#[tokio::test]
+async fn reading_without_changes_writes_nothing() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    let s = f.manager.session(Some(&cookie));
+    assert_eq!(s.get::<i64>("a").await.unwrap(), Some(1));
+    // Re-inserting the same value is not a change either.
+    s.insert("a", &1).await.unwrap();
+    assert!(!s.is_modified());
+    assert_eq!(f.manager.finish(&s).await.unwrap(), CookieDecision::Leave);
+    assert_eq!(
+        f.store.take_calls(),
+        Calls {
+            load: 1,
+            ..Calls::default()
+        }
+    );
+}
+
+#[tokio::test]
+async fn concurrent_first_uses_share_one_load() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("a", 1), ("b", 2)]).await;
+    let s = f.manager.session(Some(&cookie));
+    let s2 = s.clone();
+    let (a, b) = tokio::join!(s.get::<i64>("a"), s2.get::<i64>("b"));
+    assert_eq!((a.unwrap(), b.unwrap()), (Some(1), Some(2)));
+    assert_eq!(f.store.take_calls().load, 1);
+}
+
+#[tokio::test]
+async fn new_session_is_created_with_a_cookie() {
+    let f = fixture();
+    let s = f.manager.session(None);
+    s.insert("user", "ada").await.unwrap();
+    let d = f.manager.finish(&s).await.unwrap();
+    let CookieDecision::Set(c) = &d else {
+        panic!("{d:?}")
+    };
+    assert_eq!(c.name(), "session_id");
+    assert!(SessionToken::parse(c.value()).is_some());
+    assert_eq!(c.http_only(), Some(true));
+    assert_eq!(c.secure(), Some(true));
+    assert_eq!(c.same_site(), Some(session_core::cookie::SameSite::Lax));
+    assert_eq!(c.path(), Some("/"));
+    // Not permanent: a browser-session cookie.
+    assert_eq!(c.max_age(), None);
+    assert!(c.expires().is_none());
+    let header = d.set_cookie_header().unwrap();
+    assert!(
+        header.starts_with(&format!("session_id={}", c.value())),
+        "{header}"
+    );
+    assert!(
+        header.contains("HttpOnly") && header.contains("Secure"),
+        "{header}"
+    );
+
+    let calls = f.store.take_calls();
+    assert_eq!((calls.create, calls.update, calls.load), (1, 0, 0));
+    let rec = stored(&f, c.value()).await.unwrap();
+    assert_eq!(rec.expires_at, f.clock.now() + Duration::hours(24));
+}
+
+#[tokio::test]
+async fn new_empty_session_stores_nothing() {
+    let f = fixture();
+    let s = f.manager.session(None);
+    assert!(s.is_empty().await.unwrap());
+    s.insert("a", &1).await.unwrap();
+    s.remove("a").await.unwrap();
+    assert_eq!(f.manager.finish(&s).await.unwrap(), CookieDecision::Leave);
+    assert_eq!(f.store.take_calls(), Calls::default());
+    assert!(f.store.inner.is_empty());
+}
+
+#[tokio::test]
+async fn permanent_sessions_get_max_age() {
+    let f = fixture_with(SessionConfig::builder().permanent(true).build().unwrap());
+    let s = f.manager.session(None);
+    s.insert("a", &1).await.unwrap();
+    let CookieDecision::Set(c) = f.manager.finish(&s).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(c.max_age(), Some(Duration::hours(24)));
+    assert_eq!(
+        c.expires_datetime(),
+        Some(f.clock.now() + Duration::hours(24))
+    );
+}
+
+#[tokio::test]
+async fn per_session_permanence_and_lifetime_persist() {
+    let f = fixture();
+    let s = f.manager.session(None);
+    s.insert("a", &1).await.unwrap();
+    s.set_permanent(Some(true)).await.unwrap();
+    s.set_idle_lifetime(Some(Duration::hours(2))).await.unwrap();
+    let CookieDecision::Set(c) = f.manager.finish(&s).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(c.max_age(), Some(Duration::hours(2)));
+    let s2 = f.manager.session(Some(c.value()));
+    assert_eq!(
+        s2.expires_at().await.unwrap(),
+        f.clock.now() + Duration::hours(2)
+    );
+}
+
+#[tokio::test]
+async fn collision_draws_a_new_token() {
+    let f = fixture();
+    f.store.collide_creates.store(2, Ordering::SeqCst);
+    let s = f.manager.session(None);
+    s.insert("a", &1).await.unwrap();
+    let cookie = set_value(&f.manager.finish(&s).await.unwrap());
+    assert_eq!(f.store.take_calls().create, 3);
+    assert!(stored(&f, &cookie).await.is_some());
+
+    // A store that always collides is reported, not looped on forever.
+    f.store.collide_creates.store(u32::MAX, Ordering::SeqCst);
+    let s = f.manager.session(None);
+    s.insert("a", &1).await.unwrap();
+    assert!(matches!(f.manager.finish(&s).await, Err(Error::Collision)));
+}
+
+#[tokio::test]
+async fn concurrent_changes_to_different_keys_both_survive() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("base", 0)]).await;
+    let a = f.manager.session(Some(&cookie));
+    let b = f.manager.session(Some(&cookie));
+    // Both load the same version before either saves.
+    a.insert("a", &1).await.unwrap();
+    b.insert("b", &2).await.unwrap();
+    b.remove("base").await.unwrap();
+    assert_eq!(f.manager.finish(&a).await.unwrap(), CookieDecision::Leave);
+    assert_eq!(f.manager.finish(&b).await.unwrap(), CookieDecision::Leave);
+    let calls = f.store.take_calls();
+    assert_eq!(calls.update, 3, "{calls:?}"); // a, b (conflict), b again
+
+    let check = f.manager.session(Some(&cookie));
+    assert_eq!(check.get::<i64>("a").await.unwrap(), Some(1));
+    assert_eq!(check.get::<i64>("b").await.unwrap(), Some(2));
+    assert!(!check.contains("base").await.unwrap());
+}
+
+#[tokio::test]
+async fn same_key_later_writer_wins_and_nothing_else_is_lost() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("k", 0), ("keep", 7)]).await;
+    let a = f.manager.session(Some(&cookie));
+    let b = f.manager.session(Some(&cookie));
+    a.insert("k", &1).await.unwrap();
+    a.insert("only_a", &1).await.unwrap();
+    b.insert("k", &2).await.unwrap();
+    assert_eq!(f.manager.finish(&a).await.unwrap(), CookieDecision::Leave);
+    assert_eq!(f.manager.finish(&b).await.unwrap(), CookieDecision::Leave);
+    let check = f.manager.session(Some(&cookie));
+    assert_eq!(check.get::<i64>("k").await.unwrap(), Some(2));
+    assert_eq!(check.get::<i64>("only_a").await.unwrap(), Some(1));
+    assert_eq!(check.get::<i64>("keep").await.unwrap(), Some(7));
+}
+
+#[tokio::test]
+async fn many_concurrent_requests_on_one_session_lose_nothing() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("base", 0)]).await;
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let manager = f.manager.clone();
+        let cookie = cookie.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = manager.session(Some(&cookie));
+            s.insert(&format!("item{i}"), &i).await.unwrap();
+            tokio::task::yield_now().await;
+            manager.finish(&s).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), CookieDecision::Leave);
+    }
+    let check = f.manager.session(Some(&cookie));
+    assert_eq!(check.len().await.unwrap(), 33);
+}
+
+#[tokio::test]
+async fn clear_merges_with_later_concurrent_additions() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("old", 1)]).await;
+    let a = f.manager.session(Some(&cookie));
+    let b = f.manager.session(Some(&cookie));
+    b.insert("old2", &2).await.unwrap(); // b loads before a saves
+    a.clear().await.unwrap();
+    a.insert("fresh", &3).await.unwrap();
+    assert_eq!(f.manager.finish(&b).await.unwrap(), CookieDecision::Leave);
+    assert_eq!(f.manager.finish(&a).await.unwrap(), CookieDecision::Leave);
+    let check = f.manager.session(Some(&cookie));
+    assert_eq!(check.keys().await.unwrap(), vec!["fresh".to_owned()]);
+}
+
+#[tokio::test]
+async fn destroyed_meanwhile_drops_changes_and_never_resurrects() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    let writer = f.manager.session(Some(&cookie));
+    writer.insert("b", &2).await.unwrap();
+
+    let logout = f.manager.session(Some(&cookie));
+    logout.destroy();
+    assert_removed(&f.manager.finish(&logout).await.unwrap());
+
+    assert_removed(&f.manager.finish(&writer).await.unwrap());
+    assert!(stored(&f, &cookie).await.is_none());
+    let calls = f.store.take_calls();
+    assert_eq!(calls.create, 0, "{calls:?}");
+    assert!(f.store.inner.is_empty());
+}
+
+#[tokio::test]
+async fn destroy_without_loading_expires_the_record() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    let s = f.manager.session(Some(&cookie));
+    s.destroy();
+    assert!(s.has_expired().await.unwrap());
+    assert_removed(&f.manager.finish(&s).await.unwrap());
+    assert_eq!(
+        f.store.take_calls(),
+        Calls {
+            expire: 1,
+            ..Calls::default()
+        }
+    );
+    assert!(stored(&f, &cookie).await.is_none());
+}
+
+#[tokio::test]
+async fn cycle_id_moves_the_data_and_kills_the_old_key() {
+    let f = fixture();
+    let old = new_session(&f, &[("a", 1)]).await;
+    let s = f.manager.session(Some(&old));
+    s.insert("user", &9).await.unwrap();
+    s.cycle_id().await.unwrap();
+    let new = set_value(&f.manager.finish(&s).await.unwrap());
+    assert_ne!(new, old);
+    assert!(stored(&f, &old).await.is_none());
+    let check = f.manager.session(Some(&new));
+    assert_eq!(check.get::<i64>("a").await.unwrap(), Some(1));
+    assert_eq!(check.get::<i64>("user").await.unwrap(), Some(9));
+    // The old cookie now starts a fresh, empty session.
+    let stale = f.manager.session(Some(&old));
+    assert!(stale.is_empty().await.unwrap());
+    assert!(!stale.exists().await.unwrap());
+}
+
+#[tokio::test]
+async fn idle_deadline_ends_a_session() {
+    let f = fixture_with(
+        SessionConfig::builder()
+            .idle_lifetime(Duration::minutes(30))
+            .build()
+            .unwrap(),
+    );
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    f.clock.advance(Duration::minutes(29));
+    assert!(f.manager.session(Some(&cookie)).exists().await.unwrap());
+    f.clock.advance(Duration::minutes(2));
+    let s = f.manager.session(Some(&cookie));
+    assert!(!s.exists().await.unwrap());
+    assert_eq!(s.get::<i64>("a").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn absolute_deadline_ends_an_active_session() {
+    let f = fixture_with(
+        SessionConfig::builder()
+            .idle_lifetime(Duration::hours(1))
+            .absolute_lifetime(Duration::hours(3))
+            .refresh_each_request(true)
+            .build()
+            .unwrap(),
+    );
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    // Active every 50 minutes: the idle deadline keeps moving...
+    for _ in 0..3 {
+        f.clock.advance(Duration::minutes(50));
+        let s = f.manager.session(Some(&cookie));
+        assert!(s.exists().await.unwrap());
+        assert_eq!(f.manager.finish(&s).await.unwrap(), CookieDecision::Leave);
+    }
+    // ...but never past created + 3 h.
+    let rec = stored(&f, &cookie).await.unwrap();
+    let created = f.clock.now() - Duration::minutes(150);
+    assert_eq!(rec.expires_at, created + Duration::hours(3));
+    f.clock.advance(Duration::minutes(31));
+    assert!(!f.manager.session(Some(&cookie)).exists().await.unwrap());
+}
+
+#[tokio::test]
+async fn refresh_each_request_touches_instead_of_saving() {
+    let f = fixture_with(
+        SessionConfig::builder()
+            .refresh_each_request(true)
+            .build()
+            .unwrap(),
+    );
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    f.clock.advance(Duration::hours(1));
+    let s = f.manager.session(Some(&cookie));
+    s.get::<i64>("a").await.unwrap();
+    assert_eq!(f.manager.finish(&s).await.unwrap(), CookieDecision::Leave);
+    let calls = f.store.take_calls();
+    assert_eq!(
+        (calls.load, calls.touch, calls.update),
+        (1, 1, 0),
+        "{calls:?}"
+    );
+    let rec = stored(&f, &cookie).await.unwrap();
+    assert_eq!(rec.expires_at, f.clock.now() + Duration::hours(24));
+    assert_eq!(rec.version, 1);
+}
+
+#[tokio::test]
+async fn refresh_without_touch_support_rewrites_the_loaded_bytes() {
+    let clock = ManualClock::new(session_core::time::macros::datetime!(2030-01-01 0:00 UTC));
+    let store = Recording::with_touch(&clock, false);
+    let config = SessionConfig::builder()
+        .refresh_each_request(true)
+        .build()
+        .unwrap();
+    let manager = SessionManager::with_clock(store.clone(), config, clock.shared());
+    let s = manager.session(None);
+    s.insert("a", &1).await.unwrap();
+    let cookie = set_value(&manager.finish(&s).await.unwrap());
+    let key = SessionToken::parse(&cookie).unwrap().storage_key();
+    let before = store.inner.load(&key).await.unwrap().unwrap();
+    store.take_calls();
+
+    clock.advance(Duration::hours(1));
+    let s = manager.session(Some(&cookie));
+    assert!(s.exists().await.unwrap());
+    assert_eq!(manager.finish(&s).await.unwrap(), CookieDecision::Leave);
+    let calls = store.take_calls();
+    assert_eq!((calls.touch, calls.update), (0, 1));
+    let after = store.inner.load(&key).await.unwrap().unwrap();
+    assert_eq!(after.payload, before.payload);
+    assert_eq!(after.expires_at, clock.now() + Duration::hours(24));
+}
+
+#[tokio::test]
+async fn without_refresh_an_unchanged_session_is_not_extended() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    let before = stored(&f, &cookie).await.unwrap();
+    f.clock.advance(Duration::hours(1));
+    let s = f.manager.session(Some(&cookie));
+    s.get::<i64>("a").await.unwrap();
+    assert_eq!(f.manager.finish(&s).await.unwrap(), CookieDecision::Leave);
+    assert_eq!(stored(&f, &cookie).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn permanent_refresh_renews_max_age() {
+    let f = fixture_with(
+        SessionConfig::builder()
+            .permanent(true)
+            .refresh_each_request(true)
+            .build()
+            .unwrap(),
+    );
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    f.clock.advance(Duration::hours(5));
+    let s = f.manager.session(Some(&cookie));
+    s.get::<i64>("a").await.unwrap();
+    let CookieDecision::Set(c) = f.manager.finish(&s).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(c.value(), cookie);
+    assert_eq!(c.max_age(), Some(Duration::hours(24)));
+}
+
+#[tokio::test]
+async fn touch_of_a_vanished_session_removes_the_cookie() {
+    let f = fixture_with(
+        SessionConfig::builder()
+            .refresh_each_request(true)
+            .build()
+            .unwrap(),
+    );
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    let s = f.manager.session(Some(&cookie));
+    s.get::<i64>("a").await.unwrap();
+    let key = SessionToken::parse(&cookie).unwrap().storage_key();
+    f.store.inner.expire(&key).await.unwrap();
+    assert_removed(&f.manager.finish(&s).await.unwrap());
+    assert!(f.store.inner.is_empty());
+}
+
+#[tokio::test]
+async fn emptied_session_removes_record_and_cookie() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("a", 1), ("b", 2)]).await;
+    let s = f.manager.session(Some(&cookie));
+    s.remove("a").await.unwrap();
+    s.remove("b").await.unwrap();
+    assert_removed(&f.manager.finish(&s).await.unwrap());
+    assert!(stored(&f, &cookie).await.is_none());
+
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    let s = f.manager.session(Some(&cookie));
+    s.clear().await.unwrap();
+    assert_removed(&f.manager.finish(&s).await.unwrap());
+    assert!(f.store.inner.is_empty());
+}
+
+#[tokio::test]
+async fn unknown_or_expired_cookie_starts_fresh() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    f.clock.advance(Duration::days(2));
+    let unknown = SessionToken::generate().unwrap().to_cookie_value();
+    for value in [cookie.as_str(), unknown.as_str(), "../../etc/passwd", ""] {
+        let s = f.manager.session(Some(value));
+        assert!(!s.exists().await.unwrap());
+        assert_eq!(s.get::<i64>("a").await.unwrap(), None);
+        // Left empty: the stale cookie is removed, nothing stored.
+        assert_removed(&f.manager.finish(&s).await.unwrap());
+
+        let s = f.manager.session(Some(value));
+        s.insert("n", &1).await.unwrap();
+        let fresh = set_value(&f.manager.finish(&s).await.unwrap());
+        assert_ne!(fresh, value, "a new token, never the presented one");
+    }
+}
+
+#[tokio::test]
+async fn oversize_payload_is_a_typed_error_and_writes_nothing() {
+    let f = fixture_with(
+        SessionConfig::builder()
+            .max_payload_bytes(1024)
+            .build()
+            .unwrap(),
+    );
+    let s = f.manager.session(None);
+    s.insert("big", &"x".repeat(2000)).await.unwrap();
+    match f.manager.finish(&s).await {
+        Err(Error::PayloadTooLarge { size, limit: 1024 }) => assert!(size > 2000),
+        other => panic!("{other:?}"),
+    }
+    assert!(f.store.inner.is_empty());
+
+    // An existing session that grows too large keeps its old record.
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    let before = stored(&f, &cookie).await.unwrap();
+    let s = f.manager.session(Some(&cookie));
+    s.insert("big", &"x".repeat(2000)).await.unwrap();
+    assert!(matches!(
+        f.manager.finish(&s).await,
+        Err(Error::PayloadTooLarge { .. })
+    ));
+    assert_eq!(stored(&f, &cookie).await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn typed_values_round_trip_and_type_errors_are_typed() {
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Cart {
+        items: Vec<String>,
+        total: u32,
+    }
+    let f = fixture();
+    let s = f.manager.session(None);
+    let cart = Cart {
+        items: vec!["pear".into()],
+        total: 3,
+    };
+    s.insert("cart", &cart).await.unwrap();
+    let cookie = set_value(&f.manager.finish(&s).await.unwrap());
+    let s = f.manager.session(Some(&cookie));
+    assert_eq!(s.get::<Cart>("cart").await.unwrap(), Some(cart));
+    assert!(matches!(
+        s.get::<u8>("cart").await,
+        Err(Error::Value { ref key, .. }) if key == "cart"
+    ));
+    let entries = s.entries().await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].1["total"], 3);
+    assert_eq!(s.take::<Cart>("cart").await.unwrap().unwrap().total, 3);
+    assert!(s.is_empty().await.unwrap());
+}
+
+#[tokio::test]
+async fn corrupt_stored_envelope_is_a_decode_error() {
+    let f = fixture();
+    let token = SessionToken::generate().unwrap();
+    let record = NewRecord {
+        payload: session_core::Bytes::from_static(b"{not json"),
+        expires_at: f.clock.now() + Duration::hours(1),
+    };
+    f.store
+        .inner
+        .save(&token.storage_key(), &record, SaveMode::Create)
+        .await
+        .unwrap();
+    let s = f.manager.session(Some(&token.to_cookie_value()));
+    assert!(matches!(s.get::<i64>("a").await, Err(Error::Decode(_))));
+}
+
+#[tokio::test]
+async fn save_attempts_bound_conflict_retries() {
+    /// A store whose updates always conflict.
+    #[derive(Debug)]
+    struct AlwaysConflict(MemoryStore);
+    #[async_trait]
+    impl SessionInterface for AlwaysConflict {
+        async fn load(&self, key: &StorageKey) -> Result<Option<StoredRecord>, Error> {
+            self.0.load(key).await
+        }
+        async fn save(
+            &self,
+            key: &StorageKey,
+            record: &NewRecord,
+            mode: SaveMode,
+        ) -> Result<Version, Error> {
+            match mode {
+                SaveMode::Update { .. } => Err(Error::Conflict),
+                SaveMode::Create => self.0.save(key, record, mode).await,
+            }
+        }
+        async fn expire(&self, key: &StorageKey) -> Result<(), Error> {
+            self.0.expire(key).await
+        }
+        async fn touch(&self, key: &StorageKey, t: OffsetDateTime) -> Result<bool, Error> {
+            self.0.touch(key, t).await
+        }
+        async fn delete_expired(&self) -> Result<u64, Error> {
+            self.0.delete_expired().await
+        }
+        fn capabilities(&self) -> Capabilities {
+            self.0.capabilities()
+        }
+    }
+    let manager = SessionManager::new(
+        Arc::new(AlwaysConflict(MemoryStore::new())),
+        SessionConfig::builder().save_attempts(3).build().unwrap(),
+    );
+    let s = manager.session(None);
+    s.insert("a", &1).await.unwrap();
+    let cookie = set_value(&manager.finish(&s).await.unwrap());
+    let s: Session = manager.session(Some(&cookie));
+    s.insert("a", &2).await.unwrap();
+    assert!(matches!(
+        manager.finish(&s).await,
+        Err(Error::TooManyConflicts { attempts: 3 })
+    ));
+}
+
+#[tokio::test]
+async fn cookie_header_parsing_picks_the_valid_session_cookie() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    let header = format!("other=1; session_id=garbage; session_id={cookie}");
+    let s = f.manager.session_from_cookie_headers([header.as_str()]);
+    assert_eq!(s.get::<i64>("a").await.unwrap(), Some(1));
+    // Only garbage: no session, and the bad cookie is removed at the end.
+    let s = f
+        .manager
+        .session_from_cookie_headers(["session_id=%00%00; x=y"]);
+    assert!(!s.exists().await.unwrap());
+    assert_removed(&f.manager.finish(&s).await.unwrap());
+    // No cookie of ours: nothing to remove.
+    let s = f.manager.session_from_cookie_headers(["x=y"]);
+    assert!(s.is_empty().await.unwrap());
+    assert_eq!(f.manager.finish(&s).await.unwrap(), CookieDecision::Leave);
+}
