@@ -53,6 +53,14 @@ pub enum Error {
         /// The configured limit ([`SessionConfig::max_payload_bytes`](crate::SessionConfig::max_payload_bytes)).
         limit: usize,
     },
+    /// A client-side session would not fit in a cookie; nothing was sent.
+    #[error("session cookie of {size} bytes exceeds the limit of {limit} bytes")]
+    CookieTooLarge {
+        /// Size of the `Set-Cookie` value.
+        size: usize,
+        /// The limit browsers keep (4,096 bytes).
+        limit: usize,
+    },
     /// A value could not be serialized into, or deserialized out of, the session.
     #[error("session value `{key}` could not be (de)serialized")]
     Value {

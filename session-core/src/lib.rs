@@ -1,14 +1,17 @@
 #![doc = include_str!("../README.md")]
 
+mod client_side;
 mod clock;
 mod codec;
 mod config;
 mod error;
 mod manager;
+mod server_side;
 mod session;
 mod store;
 mod token;
 
+pub use client_side::{CookieSealer, MAX_SET_COOKIE_BYTES};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
 pub use config::{SameSite, SessionConfig, SessionConfigBuilder};
 pub use error::{BoxError, ConfigError, DecodeError, Error};

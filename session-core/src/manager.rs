@@ -7,18 +7,14 @@ use std::sync::{Arc, Mutex};
 use cookie::Cookie;
 use time::OffsetDateTime;
 
+use crate::client_side::{ClientSide, CookieSealer, MAX_SET_COOKIE_BYTES};
 use crate::codec::{Data, Envelope, Meta};
 use crate::config::SameSite;
-use crate::session::{Inner, Loaded, State, loaded_from_record};
+use crate::server_side::ServerSide;
+use crate::session::{Inner, Loaded, State};
 use crate::{
-    Bytes, Error, NewRecord, SaveMode, Session, SessionConfig, SessionInterface, SessionToken,
-    SharedClock, system_clock,
+    Error, Session, SessionConfig, SessionInterface, SessionToken, SharedClock, system_clock,
 };
-
-/// How many fresh tokens are drawn when `Create` collides. A collision of 256-bit
-/// random tokens means a broken random source or a broken store, so a few tries are
-/// plenty.
-const CREATE_ATTEMPTS: u32 = 4;
 
 /// What the response must do with the session cookie.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,9 +38,17 @@ impl CookieDecision {
     }
 }
 
+/// Where sessions live.
+pub(crate) enum Backend {
+    /// Server-side: the cookie names a record in a store.
+    Server(Arc<dyn SessionInterface>),
+    /// Client-side: the cookie is the sealed session itself.
+    Client(Arc<dyn CookieSealer>),
+}
+
 /// State shared by the manager and every session it hands out.
 pub(crate) struct Shared {
-    pub store: Arc<dyn SessionInterface>,
+    pub backend: Backend,
     pub config: SessionConfig,
     pub clock: SharedClock,
 }
@@ -84,7 +88,13 @@ impl std::fmt::Debug for SessionManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionManager")
             .field("config", &self.shared.config)
-            .field("capabilities", &self.shared.store.capabilities())
+            .field(
+                "backend",
+                &match &self.shared.backend {
+                    Backend::Server(store) => format!("server {:?}", store.capabilities()),
+                    Backend::Client(_) => "client-side cookies".to_owned(),
+                },
+            )
             .finish_non_exhaustive()
     }
 }
@@ -101,9 +111,30 @@ impl SessionManager {
         config: SessionConfig,
         clock: SharedClock,
     ) -> Self {
+        Self::build(Backend::Server(store), config, clock)
+    }
+
+    /// A manager for client-side sessions: the whole session is sealed into the
+    /// cookie by `sealer` (see [`CookieSealer`]). The `Session` API is the same, so an
+    /// application switches between server-side and cookie sessions by changing the
+    /// constructor. A cookie session cannot be revoked before its deadline.
+    pub fn client_side(sealer: Arc<dyn CookieSealer>, config: SessionConfig) -> Self {
+        Self::client_side_with_clock(sealer, config, system_clock())
+    }
+
+    /// [`client_side`](Self::client_side) with an explicit clock.
+    pub fn client_side_with_clock(
+        sealer: Arc<dyn CookieSealer>,
+        config: SessionConfig,
+        clock: SharedClock,
+    ) -> Self {
+        Self::build(Backend::Client(sealer), config, clock)
+    }
+
+    fn build(backend: Backend, config: SessionConfig, clock: SharedClock) -> Self {
         Self {
             shared: Arc::new(Shared {
-                store,
+                backend,
                 config,
                 clock,
             }),
@@ -115,19 +146,32 @@ impl SessionManager {
         &self.shared.config
     }
 
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn SessionInterface> {
-        &self.shared.store
+    /// The store, for a server-side manager.
+    pub fn store(&self) -> Option<&Arc<dyn SessionInterface>> {
+        match &self.shared.backend {
+            Backend::Server(store) => Some(store),
+            Backend::Client(_) => None,
+        }
     }
 
     /// The session for a request whose session cookie had `cookie_value` (`None`
     /// when the request had no such cookie). No I/O happens here; an ill-formed
     /// value is simply no session.
     pub fn session(&self, cookie_value: Option<&str>) -> Session {
+        let (incoming, sealed) = match &self.shared.backend {
+            Backend::Server(_) => (cookie_value.and_then(SessionToken::parse), None),
+            Backend::Client(_) => (
+                None,
+                cookie_value
+                    .filter(|v| !v.is_empty() && v.len() <= MAX_SET_COOKIE_BYTES)
+                    .map(str::to_owned),
+            ),
+        };
         Session {
             inner: Arc::new(Inner {
                 shared: self.shared.clone(),
-                incoming: cookie_value.and_then(SessionToken::parse),
+                incoming,
+                sealed,
                 had_cookie: cookie_value.is_some(),
                 load_gate: tokio::sync::Mutex::new(()),
                 state: Mutex::new(State::default()),
@@ -142,13 +186,15 @@ impl SessionManager {
         headers: impl IntoIterator<Item = &'a str>,
     ) -> Session {
         let name = self.shared.config.cookie_name();
+        let server = matches!(self.shared.backend, Backend::Server(_));
         let mut seen = false;
         let mut token = None;
         'outer: for header in headers {
             for c in Cookie::split_parse(header).flatten() {
                 if c.name() == name {
                     seen = true;
-                    if SessionToken::parse(c.value()).is_some() {
+                    // Client-side values are checked when opened; the first one wins.
+                    if !server || SessionToken::parse(c.value()).is_some() {
                         token = Some(c.value().to_owned());
                         break 'outer;
                     }
@@ -185,39 +231,30 @@ impl SessionManager {
             let state = session.state();
             (state.loaded.clone(), state.cycle, state.destroyed)
         };
-        let shared = &self.shared;
         let had_cookie = session.inner.had_cookie;
-        if destroyed {
-            // The incoming key is known without loading: expire it blindly.
-            if let Some(token) = &session.inner.incoming {
-                shared.store.expire(&token.storage_key()).await?;
+        let (decision, loaded) = match &self.shared.backend {
+            Backend::Server(store) => {
+                let server = ServerSide::new(&self.shared, store.as_ref());
+                server
+                    .finish(
+                        session.inner.incoming.as_ref(),
+                        loaded,
+                        cycle,
+                        destroyed,
+                        had_cookie,
+                    )
+                    .await?
             }
-            session.state().loaded = None;
-            return Ok(shared.removal_if(had_cookie));
-        }
-        let Some(mut loaded) = loaded else {
-            return Ok(CookieDecision::Leave);
+            Backend::Client(sealer) => {
+                let client = ClientSide::new(&self.shared, sealer.as_ref());
+                client.finish(loaded, cycle, destroyed, had_cookie)?
+            }
         };
-        let decision = match loaded.existing.clone() {
-            None if loaded.data.is_empty() => shared.removal_if(had_cookie),
-            None => shared.create(&mut loaded).await?,
-            Some(existing) if cycle => {
-                let decision = if loaded.data.is_empty() {
-                    shared.removal_if(true)
-                } else {
-                    shared.create(&mut loaded).await?
-                };
-                shared.store.expire(&existing.key).await?;
-                decision
-            }
-            Some(existing) if loaded.data.is_empty() && loaded.is_modified() => {
-                shared.store.expire(&existing.key).await?;
-                loaded.existing = None;
-                shared.removal_if(true)
-            }
-            Some(_) if loaded.is_modified() => shared.update(&mut loaded).await?,
-            Some(_) if shared.config.refresh_each_request() => shared.refresh(&mut loaded).await?,
-            Some(_) => CookieDecision::Leave,
+        let Some(mut loaded) = loaded else {
+            let mut state = session.state();
+            state.cycle = false;
+            state.loaded = None;
+            return Ok(decision);
         };
         // The request's changes are now stored: later finishes start from here.
         loaded.changes.clear();
@@ -231,32 +268,25 @@ impl SessionManager {
 }
 
 impl Shared {
-    /// Loads the session named by `incoming` (or starts a new one).
-    pub(crate) async fn load(&self, incoming: Option<&SessionToken>) -> Result<Loaded, Error> {
-        let now = self.clock.now();
-        if let Some(token) = incoming {
-            let key = token.storage_key();
-            if let Some(record) = self.store.load(&key).await? {
-                let envelope = Envelope::decode(&record.payload)?;
-                // The store's clock may differ from ours (server time); the absolute
-                // cap is enforced here too.
-                if envelope.meta.absolute_deadline > now {
-                    return Ok(loaded_from_record(
-                        token.clone(),
-                        key,
-                        record.version,
-                        record.payload,
-                        envelope,
-                    ));
-                }
+    /// Loads the session a request names (or starts a new one).
+    pub(crate) async fn load(&self, inner: &Inner) -> Result<Loaded, Error> {
+        match &self.backend {
+            Backend::Server(store) => {
+                ServerSide::new(self, store.as_ref())
+                    .load(inner.incoming.as_ref())
+                    .await
+            }
+            Backend::Client(sealer) => {
+                ClientSide::new(self, sealer.as_ref()).load(inner.sealed.as_deref())
             }
         }
-        Ok(self.fresh(now))
     }
 
-    fn fresh(&self, now: OffsetDateTime) -> Loaded {
+    /// A session that does not exist yet, created `now`.
+    pub(crate) fn fresh(&self, now: OffsetDateTime) -> Loaded {
         Loaded {
             existing: None,
+            from_cookie: false,
             meta: Meta {
                 created_at: now,
                 absolute_deadline: now + self.config.absolute_lifetime(),
@@ -276,7 +306,8 @@ impl Shared {
         (now + idle).min(meta.absolute_deadline)
     }
 
-    fn record(&self, loaded: &Loaded, now: OffsetDateTime) -> Result<NewRecord, Error> {
+    /// Encodes the session, enforcing the payload limit.
+    pub(crate) fn encode(&self, loaded: &Loaded) -> Result<Vec<u8>, Error> {
         let payload = Envelope::encode(&loaded.meta, &loaded.data);
         let limit = self.config.max_payload_bytes();
         if payload.len() > limit {
@@ -285,149 +316,17 @@ impl Shared {
                 limit,
             });
         }
-        Ok(NewRecord {
-            payload: Bytes::from(payload),
-            expires_at: self.deadline(&loaded.meta, now),
-        })
-    }
-
-    /// Stores `loaded` under a fresh token and returns the cookie that names it.
-    async fn create(&self, loaded: &mut Loaded) -> Result<CookieDecision, Error> {
-        let now = self.clock.now();
-        let record = self.record(loaded, now)?;
-        for _ in 0..CREATE_ATTEMPTS {
-            let token = SessionToken::generate()?;
-            let key = token.storage_key();
-            match self.store.save(&key, &record, SaveMode::Create).await {
-                Ok(version) => {
-                    let cookie = self.cookie(&token, loaded, record.expires_at, now);
-                    loaded.existing = Some(crate::session::Existing {
-                        token,
-                        key,
-                        version,
-                        payload: record.payload,
-                    });
-                    return Ok(CookieDecision::Set(cookie));
-                }
-                Err(Error::Collision) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::Collision)
-    }
-
-    /// Compare-and-set with conflict merge.
-    async fn update(&self, loaded: &mut Loaded) -> Result<CookieDecision, Error> {
-        let attempts = self.config.save_attempts();
-        for _ in 0..attempts {
-            let Some(existing) = loaded.existing.clone() else {
-                return Ok(self.removal_if(true));
-            };
-            if loaded.data.is_empty() {
-                // A concurrent clear or removal left nothing after the merge.
-                self.store.expire(&existing.key).await?;
-                loaded.existing = None;
-                return Ok(self.removal_if(true));
-            }
-            let now = self.clock.now();
-            let record = self.record(loaded, now)?;
-            let mode = SaveMode::Update {
-                expected_version: existing.version,
-            };
-            match self.store.save(&existing.key, &record, mode).await {
-                Ok(version) => {
-                    let decision = if self.is_permanent(loaded) || loaded.meta_changed {
-                        CookieDecision::Set(self.cookie(
-                            &existing.token,
-                            loaded,
-                            record.expires_at,
-                            now,
-                        ))
-                    } else {
-                        CookieDecision::Leave
-                    };
-                    loaded.existing = Some(crate::session::Existing {
-                        version,
-                        payload: record.payload,
-                        ..existing
-                    });
-                    return Ok(decision);
-                }
-                Err(Error::Conflict) => {
-                    // Someone saved first: replay our changes onto their version.
-                    match self.store.load(&existing.key).await? {
-                        Some(fresh) => {
-                            let envelope = Envelope::decode(&fresh.payload)?;
-                            loaded.rebase(
-                                envelope,
-                                crate::session::Existing {
-                                    version: fresh.version,
-                                    payload: fresh.payload,
-                                    ..existing
-                                },
-                            );
-                        }
-                        None => return Ok(self.gone(loaded)),
-                    }
-                }
-                // Destroyed meanwhile: drop the changes, never resurrect.
-                Err(Error::NotFound) => return Ok(self.gone(loaded)),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::TooManyConflicts { attempts })
-    }
-
-    /// Extends the deadline of an unchanged session.
-    async fn refresh(&self, loaded: &mut Loaded) -> Result<CookieDecision, Error> {
-        let Some(existing) = loaded.existing.clone() else {
-            return Ok(CookieDecision::Leave);
-        };
-        let now = self.clock.now();
-        let deadline = self.deadline(&loaded.meta, now);
-        let alive = if self.store.capabilities().touch {
-            self.store.touch(&existing.key, deadline).await?
-        } else {
-            // No touch: write the loaded bytes back unchanged with the new deadline.
-            let record = NewRecord {
-                payload: existing.payload.clone(),
-                expires_at: deadline,
-            };
-            let mode = SaveMode::Update {
-                expected_version: existing.version,
-            };
-            match self.store.save(&existing.key, &record, mode).await {
-                Ok(version) => {
-                    loaded.existing = Some(crate::session::Existing {
-                        version,
-                        ..existing.clone()
-                    });
-                    true
-                }
-                // A concurrent request saved (and so refreshed) it: fine.
-                Err(Error::Conflict) => true,
-                Err(Error::NotFound) => false,
-                Err(e) => return Err(e),
-            }
-        };
-        if !alive {
-            return Ok(self.gone(loaded));
-        }
-        Ok(if self.is_permanent(loaded) {
-            CookieDecision::Set(self.cookie(&existing.token, loaded, deadline, now))
-        } else {
-            CookieDecision::Leave
-        })
+        Ok(payload)
     }
 
     /// The session vanished under us: drop this request's changes, remove the cookie.
-    fn gone(&self, loaded: &mut Loaded) -> CookieDecision {
+    pub(crate) fn gone(&self, loaded: &mut Loaded) -> CookieDecision {
         loaded.existing = None;
         loaded.data.clear();
         self.removal_if(true)
     }
 
-    fn is_permanent(&self, loaded: &Loaded) -> bool {
+    pub(crate) fn is_permanent(&self, loaded: &Loaded) -> bool {
         loaded.meta.permanent.unwrap_or(self.config.permanent())
     }
 
@@ -449,15 +348,16 @@ impl Shared {
         b
     }
 
-    /// The session cookie for `token`; `Max-Age`/`Expires` only for permanent ones.
-    fn cookie(
+    /// The session cookie carrying `value`; `Max-Age`/`Expires` only for permanent
+    /// sessions.
+    pub(crate) fn cookie(
         &self,
-        token: &SessionToken,
+        value: String,
         loaded: &Loaded,
         expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Cookie<'static> {
-        let mut b = self.base_cookie(token.to_cookie_value());
+        let mut b = self.base_cookie(value);
         if self.is_permanent(loaded) {
             b = b
                 .max_age((expires_at - now).max(time::Duration::ZERO))
@@ -467,7 +367,7 @@ impl Shared {
     }
 
     /// A removal cookie when the browser has a cookie to remove.
-    fn removal_if(&self, had_cookie: bool) -> CookieDecision {
+    pub(crate) fn removal_if(&self, had_cookie: bool) -> CookieDecision {
         if !had_cookie {
             return CookieDecision::Leave;
         }

@@ -46,6 +46,8 @@ pub(crate) struct State {
 pub(crate) struct Loaded {
     /// The stored record, or `None` for a session that does not exist yet.
     pub existing: Option<Existing>,
+    /// A client-side session that came with the request's cookie.
+    pub from_cookie: bool,
     pub meta: Meta,
     /// The current values: loaded data with this request's changes applied.
     pub data: Data,
@@ -91,8 +93,10 @@ impl Loaded {
 
 pub(crate) struct Inner {
     pub shared: Arc<Shared>,
-    /// The token the request's cookie carried, if it was well-formed.
+    /// The token the request's cookie carried, if it was well-formed (server-side).
     pub incoming: Option<SessionToken>,
+    /// The raw cookie value (client-side sessions, opened when first used).
+    pub sealed: Option<String>,
     /// Whether the request carried a session cookie at all (even a garbage one), so
     /// a stale cookie can be removed.
     pub had_cookie: bool,
@@ -154,7 +158,7 @@ impl Session {
         if self.state().loaded.is_some() {
             return Ok(());
         }
-        let loaded = self.inner.shared.load(self.inner.incoming.as_ref()).await?;
+        let loaded = self.inner.shared.load(&self.inner).await?;
         self.state().loaded = Some(loaded);
         Ok(())
     }
@@ -270,10 +274,11 @@ impl Session {
         state.cycle || state.destroyed || state.loaded.as_ref().is_some_and(Loaded::is_modified)
     }
 
-    /// Whether the session exists in the store (false for a session this request
-    /// started).
+    /// Whether the session existed before this request (false for a session this
+    /// request started).
     pub async fn exists(&self) -> Result<bool, Error> {
-        self.with_loaded(|l| l.existing.is_some()).await
+        self.with_loaded(|l| l.existing.is_some() || l.from_cookie)
+            .await
     }
 
     /// When the session will expire if saved now: the earlier of last activity +
@@ -351,6 +356,7 @@ pub(crate) fn loaded_from_record(
             version,
             payload,
         }),
+        from_cookie: false,
         meta: envelope.meta,
         data: envelope.data,
         changes: BTreeMap::new(),

@@ -1,0 +1,101 @@
+//! Client-side sessions: the whole session travels sealed in the cookie.
+
+use time::OffsetDateTime;
+
+use crate::Error;
+use crate::codec::Envelope;
+use crate::manager::{CookieDecision, Shared};
+use crate::session::Loaded;
+
+/// Browsers keep cookies of up to 4,096 bytes (name, value and attributes); a
+/// larger one is silently dropped, so the manager refuses to send it.
+pub const MAX_SET_COOKIE_BYTES: usize = 4096;
+
+/// Seals a whole encoded session into a cookie value and opens it again: the
+/// storage of client-side sessions (see [`SessionManager::client_side`]).
+///
+/// Implementations (signed or encrypted, in the `session-cookie` crate) carry the
+/// deadline inside the sealed value, so a replayed cookie dies with its deadline.
+///
+/// [`SessionManager::client_side`]: crate::SessionManager::client_side
+pub trait CookieSealer: Send + Sync + 'static {
+    /// Seals `payload` (the encoded session envelope) with its deadline into a
+    /// cookie value made of cookie-safe characters (for example base64url).
+    fn seal(&self, payload: &[u8], expires_at: OffsetDateTime) -> Result<String, Error>;
+
+    /// Returns the payload only if `cookie_value` is authentic, untampered and its
+    /// deadline is after `now`. Any other input yields `None`; never panics.
+    fn open(&self, cookie_value: &str, now: OffsetDateTime) -> Option<Vec<u8>>;
+}
+
+/// The manager's operations over a sealer.
+pub(crate) struct ClientSide<'a> {
+    shared: &'a Shared,
+    sealer: &'a dyn CookieSealer,
+}
+
+impl<'a> ClientSide<'a> {
+    pub(crate) fn new(shared: &'a Shared, sealer: &'a dyn CookieSealer) -> Self {
+        Self { shared, sealer }
+    }
+
+    /// Opens the request's cookie, or starts a new session. A cookie that does not
+    /// open (forged, expired, garbage) is no session.
+    pub(crate) fn load(&self, sealed: Option<&str>) -> Result<Loaded, Error> {
+        let now = self.shared.clock.now();
+        let Some(payload) = sealed.and_then(|v| self.sealer.open(v, now)) else {
+            return Ok(self.shared.fresh(now));
+        };
+        // The payload is authentic, so a decode failure is our own bug or a format
+        // from a newer release: a typed error, not a silent logout.
+        let envelope = Envelope::decode(&payload)?;
+        if envelope.meta.absolute_deadline <= now {
+            return Ok(self.shared.fresh(now));
+        }
+        let mut loaded = self.shared.fresh(now);
+        loaded.meta = envelope.meta;
+        loaded.data = envelope.data;
+        loaded.from_cookie = true;
+        Ok(loaded)
+    }
+
+    /// Ends a request: seals the session into a new cookie when it changed (or is
+    /// refreshed), removes the cookie when it was emptied or destroyed.
+    pub(crate) fn finish(
+        &self,
+        loaded: Option<Loaded>,
+        cycle: bool,
+        destroyed: bool,
+        had_cookie: bool,
+    ) -> Result<(CookieDecision, Option<Loaded>), Error> {
+        let shared = self.shared;
+        if destroyed {
+            return Ok((shared.removal_if(had_cookie), None));
+        }
+        let Some(mut loaded) = loaded else {
+            return Ok((CookieDecision::Leave, None));
+        };
+        if loaded.data.is_empty() {
+            let gone = loaded.from_cookie || had_cookie;
+            loaded.from_cookie = false;
+            return Ok((shared.removal_if(gone), Some(loaded)));
+        }
+        let refresh = loaded.from_cookie && shared.config.refresh_each_request();
+        if !(loaded.is_modified() || cycle || refresh || !loaded.from_cookie) {
+            return Ok((CookieDecision::Leave, Some(loaded)));
+        }
+        let now = shared.clock.now();
+        let expires_at = shared.deadline(&loaded.meta, now);
+        let value = self.sealer.seal(&shared.encode(&loaded)?, expires_at)?;
+        let cookie = shared.cookie(value, &loaded, expires_at, now);
+        let size = cookie.to_string().len();
+        if size > MAX_SET_COOKIE_BYTES {
+            return Err(Error::CookieTooLarge {
+                size,
+                limit: MAX_SET_COOKIE_BYTES,
+            });
+        }
+        loaded.from_cookie = true;
+        Ok((CookieDecision::Set(cookie), Some(loaded)))
+    }
+}
