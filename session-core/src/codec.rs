@@ -5,7 +5,12 @@
 //! ```
 //!
 //! `created` and `abs` (the absolute deadline) are Unix milliseconds; `idle` (seconds)
-//! and `perm` are per-session overrides, absent when unset.
+//! and `perm` are per-session overrides, absent when unset; `iat` (milliseconds) is
+//! when the current id was issued, absent when it equals `created`.
+//!
+//! A rotated session's old record becomes a forward pointer for a grace window:
+//! `{"v":1,"fwd":"<43 characters>"}`, the new token masked with a pad derived from
+//! the old one (see `rotation`), so only the old cookie's holder can follow it.
 //!
 //! Decoding is lazy: each value in `data` is kept as its raw JSON text (a
 //! [`RawValue`]), checked for well-formedness but not turned into a tree, and only
@@ -15,6 +20,8 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use time::{Duration, OffsetDateTime};
@@ -36,6 +43,8 @@ pub(crate) struct Meta {
     pub idle: Option<Duration>,
     /// Per-session permanence, overriding the configured one.
     pub permanent: Option<bool>,
+    /// When the current id (token) was issued: creation, `cycle_id` or rotation.
+    pub id_issued_at: OffsetDateTime,
 }
 
 /// A decoded envelope.
@@ -45,11 +54,21 @@ pub(crate) struct Envelope {
     pub data: Data,
 }
 
+/// What a stored record holds: a session, or a forward pointer left by rotation.
+#[derive(Debug, Clone)]
+pub(crate) enum Stored {
+    Session(Envelope),
+    /// The new token, masked with a pad derived from the old token.
+    Forward([u8; 32]),
+}
+
 /// The wire shape. Every field but `v` is optional here so that an envelope of an
 /// unknown version is reported as such instead of as malformed JSON.
 #[derive(Deserialize)]
 struct WireIn {
     v: u64,
+    fwd: Option<String>,
+    iat: Option<i64>,
     created: Option<i64>,
     abs: Option<i64>,
     idle: Option<i64>,
@@ -66,7 +85,15 @@ struct WireOut<'a> {
     idle: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     perm: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
     data: &'a Data,
+}
+
+#[derive(Serialize)]
+struct WireForward<'a> {
+    v: u64,
+    fwd: &'a str,
 }
 
 fn to_millis(t: OffsetDateTime) -> i64 {
@@ -82,13 +109,51 @@ fn from_millis(ms: i64) -> Result<OffsetDateTime, DecodeError> {
     })
 }
 
-impl Envelope {
-    /// Decodes stored bytes. Never panics; any defect is a typed [`DecodeError`].
+impl Stored {
+    /// Decodes a stored record. Never panics; any defect is a typed [`DecodeError`].
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let wire: WireIn = serde_json::from_slice(bytes).map_err(DecodeError::Json)?;
         if wire.v != ENVELOPE_VERSION {
             return Err(DecodeError::UnknownVersion(wire.v));
         }
+        match &wire.fwd {
+            Some(fwd) => {
+                let mut masked = [0u8; 32];
+                match URL_SAFE_NO_PAD.decode_slice(fwd.as_bytes(), &mut masked) {
+                    Ok(32) if fwd.len() == 43 => Ok(Stored::Forward(masked)),
+                    _ => Err(DecodeError::Malformed {
+                        reason: "bad forward pointer",
+                    }),
+                }
+            }
+            None => Envelope::from_wire(wire).map(Stored::Session),
+        }
+    }
+
+    /// Encodes a forward pointer.
+    pub(crate) fn encode_forward(masked: &[u8; 32]) -> Vec<u8> {
+        let fwd = URL_SAFE_NO_PAD.encode(masked);
+        serde_json::to_vec(&WireForward {
+            v: ENVELOPE_VERSION,
+            fwd: &fwd,
+        })
+        .unwrap_or_default()
+    }
+}
+
+impl Envelope {
+    /// Decodes a session envelope (a forward pointer is malformed here). Never
+    /// panics; any defect is a typed [`DecodeError`].
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        match Stored::decode(bytes)? {
+            Stored::Session(e) => Ok(e),
+            Stored::Forward(_) => Err(DecodeError::Malformed {
+                reason: "unexpected forward pointer",
+            }),
+        }
+    }
+
+    fn from_wire(wire: WireIn) -> Result<Self, DecodeError> {
         let missing = |reason| DecodeError::Malformed { reason };
         let created_at = from_millis(wire.created.ok_or(missing("missing created"))?)?;
         let absolute_deadline = from_millis(wire.abs.ok_or(missing("missing abs"))?)?;
@@ -97,12 +162,17 @@ impl Envelope {
             Some(_) => return Err(missing("non-positive idle lifetime")),
             None => None,
         };
+        let id_issued_at = match wire.iat {
+            Some(ms) => from_millis(ms)?,
+            None => created_at,
+        };
         Ok(Self {
             meta: Meta {
                 created_at,
                 absolute_deadline,
                 idle,
                 permanent: wire.perm,
+                id_issued_at,
             },
             data: wire.data.ok_or(missing("missing data"))?,
         })
@@ -116,6 +186,7 @@ impl Envelope {
             abs: to_millis(meta.absolute_deadline),
             idle: meta.idle.map(|d| d.whole_seconds()),
             perm: meta.permanent,
+            iat: (meta.id_issued_at != meta.created_at).then(|| to_millis(meta.id_issued_at)),
             data,
         };
         // Serializing plain integers, bools, strings and already-valid raw JSON into
@@ -135,6 +206,7 @@ mod tests {
             absolute_deadline: datetime!(2030-01-08 0:00 UTC),
             idle: None,
             permanent: None,
+            id_issued_at: datetime!(2030-01-01 0:00 UTC),
         }
     }
 
@@ -160,12 +232,26 @@ mod tests {
         let mut m = meta();
         m.idle = Some(Duration::seconds(90));
         m.permanent = Some(true);
+        m.id_issued_at = datetime!(2030-01-02 0:00 UTC);
         let mut data = Data::new();
         data.insert("k\"ey\u{e9}".into(), raw(r#""v\u00e9""#));
         let env = Envelope::decode(&Envelope::encode(&m, &data)).unwrap();
         assert_eq!(env.meta, m);
         assert_eq!(env.data.len(), 1);
         assert_eq!(env.data["k\"ey\u{e9}"].get(), r#""v\u00e9""#);
+    }
+
+    #[test]
+    fn forward_pointers_round_trip_and_are_not_sessions() {
+        let masked = [7u8; 32];
+        let bytes = Stored::encode_forward(&masked);
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"v":1,"fwd":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc"}"#
+        );
+        assert!(matches!(Stored::decode(&bytes), Ok(Stored::Forward(m)) if m == masked));
+        assert!(Envelope::decode(&bytes).is_err());
+        assert!(Stored::decode(br#"{"v":1,"fwd":"short"}"#).is_err());
     }
 
     #[test]

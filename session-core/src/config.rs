@@ -32,6 +32,8 @@ pub enum SameSite {
 /// | [`refresh_each_request`](Self::refresh_each_request) | `false` |
 /// | [`max_payload_bytes`](Self::max_payload_bytes) | 1 MiB |
 /// | [`save_attempts`](Self::save_attempts) | 16 |
+/// | [`rotate_every`](Self::rotate_every) | off |
+/// | [`rotation_grace`](Self::rotation_grace) | 60 s |
 ///
 /// ```
 /// use session_core::{SameSite, SessionConfig, time::Duration};
@@ -65,6 +67,8 @@ pub struct SessionConfig {
     refresh_each_request: bool,
     max_payload_bytes: usize,
     save_attempts: u32,
+    rotate_every: Option<Duration>,
+    rotation_grace: Duration,
 }
 
 impl Default for SessionConfig {
@@ -83,6 +87,8 @@ impl Default for SessionConfig {
             refresh_each_request: false,
             max_payload_bytes: 1024 * 1024,
             save_attempts: 16,
+            rotate_every: None,
+            rotation_grace: Duration::seconds(60),
         }
     }
 }
@@ -147,6 +153,15 @@ impl SessionConfig {
     /// same session (each retry re-applies this request's changes to fresh data).
     pub fn save_attempts(&self) -> u32 {
         self.save_attempts
+    }
+    /// How old a session id may get before a request that touches the session
+    /// gives it a new one (off by default). See the crate docs on rotation.
+    pub fn rotate_every(&self) -> Option<Duration> {
+        self.rotate_every
+    }
+    /// How long the old id of a rotated session keeps leading to the new one.
+    pub fn rotation_grace(&self) -> Duration {
+        self.rotation_grace
     }
 }
 
@@ -222,6 +237,18 @@ impl SessionConfigBuilder {
         self
     }
 
+    /// Rotates session ids older than `period` when a request touches the session
+    /// (`None`: never). The old id keeps working for [`rotation_grace`](Self::rotation_grace).
+    pub fn rotate_every(mut self, period: Option<Duration>) -> Self {
+        self.0.rotate_every = period;
+        self
+    }
+    /// Sets how long an old id leads to its rotated session (must be positive).
+    pub fn rotation_grace(mut self, grace: Duration) -> Self {
+        self.0.rotation_grace = grace;
+        self
+    }
+
     /// Validates and returns the configuration.
     pub fn build(self) -> Result<SessionConfig, ConfigError> {
         let c = self.0;
@@ -240,10 +267,14 @@ impl SessionConfigBuilder {
             }
         }
         if c.idle_lifetime <= Duration::ZERO {
-            return Err(ConfigError::NonPositiveLifetime { which: "idle" });
+            return Err(ConfigError::NonPositiveLifetime {
+                which: "idle lifetime",
+            });
         }
         if c.absolute_lifetime <= Duration::ZERO {
-            return Err(ConfigError::NonPositiveLifetime { which: "absolute" });
+            return Err(ConfigError::NonPositiveLifetime {
+                which: "absolute lifetime",
+            });
         }
         if c.absolute_lifetime < c.idle_lifetime {
             return Err(ConfigError::AbsoluteShorterThanIdle);
@@ -259,6 +290,16 @@ impl SessionConfigBuilder {
         }
         if c.save_attempts == 0 {
             return Err(ConfigError::ZeroSaveAttempts);
+        }
+        if c.rotate_every.is_some_and(|p| p <= Duration::ZERO) {
+            return Err(ConfigError::NonPositiveLifetime {
+                which: "rotation period",
+            });
+        }
+        if c.rotation_grace <= Duration::ZERO {
+            return Err(ConfigError::NonPositiveLifetime {
+                which: "rotation grace",
+            });
         }
         Ok(c)
     }
@@ -321,15 +362,21 @@ mod tests {
             ),
             (
                 b().idle_lifetime(Duration::ZERO),
-                ConfigError::NonPositiveLifetime { which: "idle" },
+                ConfigError::NonPositiveLifetime {
+                    which: "idle lifetime",
+                },
             ),
             (
                 b().idle_lifetime(Duration::seconds(-5)),
-                ConfigError::NonPositiveLifetime { which: "idle" },
+                ConfigError::NonPositiveLifetime {
+                    which: "idle lifetime",
+                },
             ),
             (
                 b().absolute_lifetime(Duration::seconds(-1)),
-                ConfigError::NonPositiveLifetime { which: "absolute" },
+                ConfigError::NonPositiveLifetime {
+                    which: "absolute lifetime",
+                },
             ),
             (
                 b().absolute_lifetime(Duration::hours(1)),
@@ -345,6 +392,18 @@ mod tests {
             ),
             (b().max_payload_bytes(0), ConfigError::ZeroPayloadLimit),
             (b().save_attempts(0), ConfigError::ZeroSaveAttempts),
+            (
+                b().rotate_every(Some(Duration::ZERO)),
+                ConfigError::NonPositiveLifetime {
+                    which: "rotation period",
+                },
+            ),
+            (
+                b().rotation_grace(Duration::seconds(-1)),
+                ConfigError::NonPositiveLifetime {
+                    which: "rotation grace",
+                },
+            ),
         ];
         for (builder, expected) in cases {
             assert_eq!(builder.build().unwrap_err(), expected);

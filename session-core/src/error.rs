@@ -151,10 +151,11 @@ pub enum ConfigError {
     /// The cookie domain contains characters not allowed in a domain attribute.
     #[error("invalid cookie domain {0:?}")]
     CookieDomain(String),
-    /// A lifetime is zero or negative.
-    #[error("{which} lifetime must be positive")]
+    /// A lifetime or period is zero or negative.
+    #[error("{which} must be positive")]
     NonPositiveLifetime {
-        /// `"idle"` or `"absolute"`.
+        /// `"idle lifetime"`, `"absolute lifetime"`, `"rotation period"` or
+        /// `"rotation grace"`.
         which: &'static str,
     },
     /// The absolute lifetime is shorter than the idle lifetime.

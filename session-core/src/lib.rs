@@ -6,6 +6,7 @@ mod codec;
 mod config;
 mod error;
 mod manager;
+mod rotation;
 mod server_side;
 mod session;
 mod store;

@@ -292,11 +292,13 @@ impl Shared {
                 absolute_deadline: now + self.config.absolute_lifetime(),
                 idle: None,
                 permanent: None,
+                id_issued_at: now,
             },
             data: Data::new(),
             changes: BTreeMap::new(),
             cleared: false,
             meta_changed: false,
+            via: None,
         }
     }
 

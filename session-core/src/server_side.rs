@@ -2,15 +2,32 @@
 
 use time::OffsetDateTime;
 
-use crate::codec::Envelope;
+use crate::codec::{Envelope, Stored};
 use crate::manager::{CookieDecision, Shared};
+use crate::rotation;
 use crate::session::{Existing, Loaded, loaded_from_record};
-use crate::{Bytes, Error, NewRecord, SaveMode, SessionInterface, SessionToken};
+use crate::{
+    Bytes, Error, NewRecord, SaveMode, SessionInterface, SessionToken, StorageKey, StoredRecord,
+};
 
 /// How many fresh tokens are drawn when `Create` collides. A collision of 256-bit
 /// random tokens means a broken random source or a broken store, so a few tries are
 /// plenty.
 const CREATE_ATTEMPTS: u32 = 4;
+
+/// How many forward pointers a load follows. One is the normal case; a session
+/// rotated twice within one grace window needs two.
+const MAX_HOPS: usize = 3;
+
+/// A live session record found by following pointers from a token.
+struct Found {
+    token: SessionToken,
+    key: StorageKey,
+    record: StoredRecord,
+    envelope: Envelope,
+    /// The pointer's key, when the session was reached through one.
+    via: Option<StorageKey>,
+}
 
 /// The manager's operations over a store.
 pub(crate) struct ServerSide<'a> {
@@ -35,6 +52,18 @@ impl<'a> ServerSide<'a> {
     ) -> Result<(CookieDecision, Option<Loaded>), Error> {
         let shared = self.shared;
         if destroyed {
+            // Logout through an old id must end the rotated session too.
+            let target = match &loaded {
+                Some(l) => l.existing.as_ref().map(|e| e.key.clone()),
+                None if shared.config.rotate_every().is_some() => match incoming {
+                    Some(t) => self.find(t).await?.map(|f| f.key),
+                    None => None,
+                },
+                None => None,
+            };
+            if let Some(key) = target {
+                self.store.expire(&key).await?;
+            }
             // The incoming key is known without loading: expire it blindly.
             if let Some(token) = incoming {
                 self.store.expire(&token.storage_key()).await?;
@@ -48,12 +77,17 @@ impl<'a> ServerSide<'a> {
             None if loaded.data.is_empty() => shared.removal_if(had_cookie),
             None => self.create(&mut loaded).await?,
             Some(existing) if cycle => {
+                // Manual rotation is strict: no grace window, no pointer left.
+                loaded.meta.id_issued_at = shared.clock.now();
                 let decision = if loaded.data.is_empty() {
                     shared.removal_if(true)
                 } else {
                     self.create(&mut loaded).await?
                 };
                 self.store.expire(&existing.key).await?;
+                if let Some(pointer) = loaded.via.take() {
+                    self.store.expire(&pointer).await?;
+                }
                 decision
             }
             Some(existing) if loaded.data.is_empty() && loaded.is_modified() => {
@@ -61,9 +95,20 @@ impl<'a> ServerSide<'a> {
                 loaded.existing = None;
                 shared.removal_if(true)
             }
+            Some(_) if self.rotation_due(&loaded) => self.rotate(&mut loaded).await?,
             Some(_) if loaded.is_modified() => self.update(&mut loaded).await?,
             Some(_) if shared.config.refresh_each_request() => self.refresh(&mut loaded).await?,
             Some(_) => CookieDecision::Leave,
+        };
+        // A request that came through a pointer must learn the new id.
+        let decision = match (decision, loaded.via.take(), &loaded.existing) {
+            (CookieDecision::Leave, Some(_), Some(existing)) => {
+                let now = shared.clock.now();
+                let deadline = shared.deadline(&loaded.meta, now);
+                let value = existing.token.to_cookie_value();
+                CookieDecision::Set(shared.cookie(value, &loaded, deadline, now))
+            }
+            (decision, _, _) => decision,
         };
         Ok((decision, Some(loaded)))
     }
@@ -71,24 +116,149 @@ impl<'a> ServerSide<'a> {
     /// Loads the session named by `incoming` (or starts a new one).
     pub(crate) async fn load(&self, incoming: Option<&SessionToken>) -> Result<Loaded, Error> {
         let now = self.shared.clock.now();
-        if let Some(token) = incoming {
+        if let Some(token) = incoming
+            && let Some(found) = self.find(token).await?
+        {
+            let mut loaded = loaded_from_record(
+                found.token,
+                found.key,
+                found.record.version,
+                found.record.payload,
+                found.envelope,
+            );
+            loaded.via = found.via;
+            return Ok(loaded);
+        }
+        Ok(self.shared.fresh(now))
+    }
+
+    /// The live session `token` names, following rotation pointers.
+    async fn find(&self, token: &SessionToken) -> Result<Option<Found>, Error> {
+        let now = self.shared.clock.now();
+        let mut token = token.clone();
+        let mut via = None;
+        for _ in 0..MAX_HOPS {
             let key = token.storage_key();
-            if let Some(record) = self.store.load(&key).await? {
-                let envelope = Envelope::decode(&record.payload)?;
-                // The store's clock may differ from ours (server time); the absolute
-                // cap is enforced here too.
-                if envelope.meta.absolute_deadline > now {
-                    return Ok(loaded_from_record(
-                        token.clone(),
+            let Some(record) = self.store.load(&key).await? else {
+                return Ok(None);
+            };
+            match Stored::decode(&record.payload)? {
+                Stored::Session(envelope) => {
+                    // The store's clock may differ from ours (server time); the
+                    // absolute cap is enforced here too.
+                    if envelope.meta.absolute_deadline <= now {
+                        return Ok(None);
+                    }
+                    return Ok(Some(Found {
+                        token,
                         key,
-                        record.version,
-                        record.payload,
+                        record,
                         envelope,
-                    ));
+                        via,
+                    }));
+                }
+                Stored::Forward(masked) => {
+                    // Only the first pointer matters for cleanup: it is the one the
+                    // browser's cookie names.
+                    via.get_or_insert(key);
+                    token = rotation::unmask(&masked, &token);
                 }
             }
         }
-        Ok(self.shared.fresh(now))
+        Ok(None)
+    }
+
+    fn rotation_due(&self, loaded: &Loaded) -> bool {
+        let now = self.shared.clock.now();
+        self.shared
+            .config
+            .rotate_every()
+            .is_some_and(|period| now - loaded.meta.id_issued_at >= period)
+    }
+
+    /// Periodic rotation: the session (with this request's changes) moves to a new
+    /// token, and the old record becomes a forward pointer for the grace window.
+    /// The pointer replaces the old record by compare-and-set, so of two requests
+    /// rotating at once exactly one wins; the loser removes its new record and
+    /// follows the winner's pointer.
+    async fn rotate(&self, loaded: &mut Loaded) -> Result<CookieDecision, Error> {
+        let attempts = self.shared.config.save_attempts();
+        for _ in 0..attempts {
+            let Some(old) = loaded.existing.clone() else {
+                return Ok(self.shared.removal_if(true));
+            };
+            if !self.rotation_due(loaded) {
+                // A concurrent request rotated it and we followed its pointer.
+                return self.update_if_modified(loaded).await;
+            }
+            let previous_issued = loaded.meta.id_issued_at;
+            loaded.meta.id_issued_at = self.shared.clock.now();
+            let decision = self.create(loaded).await?;
+            let Some(new) = loaded.existing.clone() else {
+                return Ok(decision);
+            };
+            let now = self.shared.clock.now();
+            let pointer = NewRecord {
+                payload: Bytes::from(Stored::encode_forward(&rotation::mask(
+                    &new.token, &old.token,
+                ))),
+                expires_at: (now + self.shared.config.rotation_grace())
+                    .min(self.shared.deadline(&loaded.meta, now)),
+            };
+            let mode = SaveMode::Update {
+                expected_version: old.version,
+            };
+            let outcome = self.store.save(&old.key, &pointer, mode).await;
+            if outcome.is_ok() {
+                loaded.via = None;
+                return Ok(decision);
+            }
+            // Lost the race (or failed): the new record must not linger.
+            self.store.expire(&new.key).await?;
+            loaded.meta.id_issued_at = previous_issued;
+            loaded.existing = Some(old.clone());
+            match outcome {
+                Err(Error::Conflict) => {
+                    if !self.reload(loaded, &old).await? {
+                        return Ok(self.shared.gone(loaded));
+                    }
+                }
+                Err(Error::NotFound) => return Ok(self.shared.gone(loaded)),
+                Err(e) => return Err(e),
+                Ok(_) => unreachable!("handled above"),
+            }
+        }
+        Err(Error::TooManyConflicts { attempts })
+    }
+
+    async fn update_if_modified(&self, loaded: &mut Loaded) -> Result<CookieDecision, Error> {
+        if loaded.is_modified() {
+            self.update(loaded).await
+        } else {
+            Ok(CookieDecision::Leave)
+        }
+    }
+
+    /// After a conflict on `existing`: loads the current version (following a
+    /// rotation pointer) and replays this request's changes onto it. Returns false
+    /// when the session is gone.
+    async fn reload(&self, loaded: &mut Loaded, existing: &Existing) -> Result<bool, Error> {
+        let Some(found) = self.find(&existing.token).await? else {
+            return Ok(false);
+        };
+        if found.via.is_some() && loaded.via.is_none() {
+            loaded.via = found.via;
+        }
+        loaded.rebase(
+            found.envelope,
+            Existing {
+                token: found.token,
+                key: found.key,
+                version: found.record.version,
+                payload: found.record.payload,
+            },
+        );
+        Ok(true)
     }
 
     fn record(&self, loaded: &Loaded, now: OffsetDateTime) -> Result<NewRecord, Error> {
@@ -163,20 +333,10 @@ impl<'a> ServerSide<'a> {
                     return Ok(decision);
                 }
                 Err(Error::Conflict) => {
-                    // Someone saved first: replay our changes onto their version.
-                    match self.store.load(&existing.key).await? {
-                        Some(fresh) => {
-                            let envelope = Envelope::decode(&fresh.payload)?;
-                            loaded.rebase(
-                                envelope,
-                                Existing {
-                                    version: fresh.version,
-                                    payload: fresh.payload,
-                                    ..existing
-                                },
-                            );
-                        }
-                        None => return Ok(self.shared.gone(loaded)),
+                    // Someone saved (or rotated) first: replay our changes onto
+                    // their version.
+                    if !self.reload(loaded, &existing).await? {
+                        return Ok(self.shared.gone(loaded));
                     }
                 }
                 // Destroyed meanwhile: drop the changes, never resurrect.

@@ -57,6 +57,9 @@ pub(crate) struct Loaded {
     pub cleared: bool,
     /// `meta.idle` / `meta.permanent` were changed by this request.
     pub meta_changed: bool,
+    /// The rotation pointer this request's cookie named, when the session was
+    /// reached through one (the response must carry the new cookie).
+    pub via: Option<StorageKey>,
 }
 
 impl Loaded {
@@ -362,5 +365,6 @@ pub(crate) fn loaded_from_record(
         changes: BTreeMap::new(),
         cleared: false,
         meta_changed: false,
+        via: None,
     }
 }

@@ -71,6 +71,16 @@ impl SessionToken {
         URL_SAFE_NO_PAD.encode(self.0)
     }
 
+    /// The token's bytes (for deriving the rotation pad; never stored raw).
+    pub(crate) fn bytes(&self) -> &[u8; TOKEN_BYTES] {
+        &self.0
+    }
+
+    /// A token from bytes (for following a rotation pointer).
+    pub(crate) fn from_bytes(bytes: [u8; TOKEN_BYTES]) -> Self {
+        Self(bytes)
+    }
+
     /// The key under which stores keep this session: hex SHA-256 of the token.
     pub fn storage_key(&self) -> StorageKey {
         StorageKey::from_digest(&Sha256::digest(self.0).into())
