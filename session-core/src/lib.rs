@@ -23,6 +23,11 @@ pub use store::{
 };
 pub use token::{STORAGE_KEY_LEN, SessionToken, StorageKey, TOKEN_BYTES, TOKEN_COOKIE_LEN};
 
+/// The workspace README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct WorkspaceReadme;
+
 /// Re-exported so stores and users name the same versions.
 pub use bytes::Bytes;
 /// Re-exported: the `Set-Cookie` values in [`CookieDecision`] are `cookie::Cookie`s.
