@@ -1,0 +1,12 @@
+#![doc = include_str!("../README.md")]
+
+mod format;
+mod fsio;
+mod layout;
+mod lock;
+mod store;
+mod sweep;
+
+pub use store::{
+    DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_SWEEP_BATCH, FileStore, FileStoreBuilder, TouchMode,
+};

@@ -1,0 +1,348 @@
+//! [`FileStore`]: the [`SessionInterface`] over the pieces in the other modules.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use session_core::time::OffsetDateTime;
+use session_core::{
+    Capabilities, ConfigError, Error, FIRST_VERSION, NewRecord, SaveMode, SessionInterface,
+    SharedClock, StorageKey, StoredRecord, Version, system_clock,
+};
+
+use crate::format::{self, HEADER_LEN};
+use crate::fsio::{self, Root};
+use crate::layout;
+use crate::lock::{KeyLocks, OsLock};
+use crate::sweep;
+
+/// Default limit on a payload's size: far above any sensible session, low enough
+/// that a stray huge file in the directory cannot exhaust memory.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024 * 1024;
+/// Default number of keys `delete_expired` handles per blocking call.
+pub const DEFAULT_SWEEP_BATCH: usize = 256;
+
+/// How [`SessionInterface::touch`] moves a deadline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TouchMode {
+    /// Write only the new deadline into the record's header, then `fdatasync` the
+    /// file. Crash-safe through the format's two checksummed deadline slots: a torn
+    /// write leaves the previous deadline. The default: it measured faster (see
+    /// `BENCHMARKS.md`).
+    #[default]
+    InPlace,
+    /// Rewrite the whole record with the new deadline, atomically (temporary file,
+    /// sync, rename, directory sync) like a save.
+    Rewrite,
+}
+
+/// Configures and opens a [`FileStore`]; see [`FileStore::builder`].
+#[derive(Debug, Clone)]
+pub struct FileStoreBuilder {
+    dir: PathBuf,
+    clock: SharedClock,
+    touch_mode: TouchMode,
+    sweep_batch: usize,
+    max_payload_bytes: usize,
+}
+
+impl FileStoreBuilder {
+    /// Takes "now" from `clock` instead of the system clock (a `ManualClock` in
+    /// tests). Expiry decisions (`load`, `save`, `touch`, `delete_expired`) all ask it.
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How `touch` writes (default [`TouchMode::InPlace`]).
+    pub fn touch_mode(mut self, mode: TouchMode) -> Self {
+        self.touch_mode = mode;
+        self
+    }
+
+    /// How many keys `delete_expired` handles per blocking call (default
+    /// [`DEFAULT_SWEEP_BATCH`]); must be at least 1.
+    pub fn sweep_batch(mut self, keys: usize) -> Self {
+        self.sweep_batch = keys;
+        self
+    }
+
+    /// The largest payload `save` accepts (default [`DEFAULT_MAX_PAYLOAD_BYTES`]);
+    /// larger ones are [`Error::PayloadTooLarge`]. Record files larger than this
+    /// are not read but reported as a decode error. Must be at least 1.
+    pub fn max_payload_bytes(mut self, bytes: usize) -> Self {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Validates the settings and the directory and opens the store. The
+    /// directory is created (mode 0700, with missing parents) if absent; it must be
+    /// a writable directory that is not world-writable. Failures are
+    /// [`Error::Config`] with [`ConfigError::Invalid`].
+    pub async fn open(self) -> Result<FileStore, Error> {
+        let invalid = |setting, reason: &str| {
+            Error::Config(ConfigError::Invalid {
+                setting,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.sweep_batch == 0 {
+            return Err(invalid("session-file sweep batch", "must be at least 1"));
+        }
+        if self.max_payload_bytes == 0 {
+            return Err(invalid(
+                "session-file payload limit",
+                "must be at least 1 byte",
+            ));
+        }
+        let dir = self.dir.clone();
+        let root = run_blocking(move || Root::open(&dir)).await?;
+        Ok(FileStore {
+            inner: Arc::new(Inner {
+                root,
+                clock: self.clock,
+                locks: KeyLocks::new(),
+                touch_mode: self.touch_mode,
+                sweep_batch: self.sweep_batch,
+                max_payload_bytes: self.max_payload_bytes,
+            }),
+        })
+    }
+}
+
+/// A crash-safe file-system [`SessionInterface`]: one file per session.
+///
+/// See the crate documentation for the layout, the file format and the guarantees.
+/// Cloning is cheap and clones share the store (including its in-process locks).
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) root: Root,
+    pub(crate) clock: SharedClock,
+    pub(crate) locks: KeyLocks,
+    touch_mode: TouchMode,
+    pub(crate) sweep_batch: usize,
+    max_payload_bytes: usize,
+}
+
+/// Runs blocking file-system work on the blocking pool, never on an async worker.
+pub(crate) async fn run_blocking<T, F>(f: F) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, Error> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        // Only a panic in our own code gets here; keep it a panic, do not hide it.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down.
+        Err(e) => Err(Error::retryable(e)),
+    }
+}
+
+impl FileStore {
+    /// Opens a store in `dir` with the default settings (system clock, in-place
+    /// touch). Same as `FileStore::builder(dir).open()`.
+    pub async fn open(dir: impl Into<PathBuf>) -> Result<Self, Error> {
+        Self::builder(dir).open().await
+    }
+
+    /// A builder for a store in `dir`.
+    pub fn builder(dir: impl Into<PathBuf>) -> FileStoreBuilder {
+        FileStoreBuilder {
+            dir: dir.into(),
+            clock: system_clock(),
+            touch_mode: TouchMode::default(),
+            sweep_batch: DEFAULT_SWEEP_BATCH,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+        }
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        self.inner.root.path()
+    }
+
+    fn max_file_len(&self) -> u64 {
+        (self.inner.max_payload_bytes as u64).saturating_add(HEADER_LEN as u64)
+    }
+}
+
+impl Inner {
+    fn save_blocking(
+        &self,
+        key: &StorageKey,
+        record: &NewRecord,
+        mode: SaveMode,
+    ) -> Result<Version, Error> {
+        let shard = self.root.shard_or_create(key)?;
+        let lock = OsLock::acquire(shard, key)?;
+        let now = self.clock.now();
+        let current = fsio::read_header(shard, key, false)?.map(|(h, _)| h);
+        let exists = current.is_some();
+        let new_version = match (mode, current) {
+            (SaveMode::Create, Some(h)) if h.is_live(now) => Err(Error::Collision),
+            (SaveMode::Create, _) => Ok(FIRST_VERSION),
+            (SaveMode::Update { .. }, None) => Err(Error::NotFound),
+            (SaveMode::Update { .. }, Some(h)) if !h.is_live(now) => Err(Error::NotFound),
+            (SaveMode::Update { expected_version }, Some(h)) if h.version != expected_version => {
+                Err(Error::Conflict)
+            }
+            (SaveMode::Update { expected_version }, Some(_)) => expected_version
+                .checked_add(1)
+                .ok_or_else(|| Error::backend("record version overflow")),
+        };
+        let new_version = match new_version {
+            Ok(v) => v,
+            Err(e) => {
+                lock.release(exists)?;
+                return Err(e);
+            }
+        };
+        let bytes = format::encode(new_version, record.expires_at, &record.payload);
+        let written = fsio::write_atomic(shard, key, &bytes);
+        // If the write failed the old record (if any) is still in place.
+        lock.release(exists || written.is_ok())?;
+        written.map(|()| new_version)
+    }
+
+    fn expire_blocking(&self, key: &StorageKey) -> Result<(), Error> {
+        let Some(shard) = self.root.shard(key)? else {
+            return Ok(());
+        };
+        let lock = OsLock::acquire(shard, key)?;
+        // Under the lock, so no concurrent save can rename a record back in after
+        // this returns.
+        let removed = fsio::remove(shard, layout::record_name(key), "remove record")?;
+        fsio::remove(shard, &layout::tmp_name(key), "remove temporary file")?;
+        if removed {
+            // A logout must stay done across a crash.
+            fsio::sync_dir(shard)?;
+        }
+        lock.release(false)
+    }
+
+    fn touch_blocking(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        max_len: u64,
+    ) -> Result<bool, Error> {
+        let Some(shard) = self.root.shard(key)? else {
+            return Ok(false);
+        };
+        let lock = OsLock::acquire(shard, key)?;
+        let now = self.clock.now();
+        let result = match self.touch_mode {
+            TouchMode::InPlace => match fsio::read_header(shard, key, true) {
+                Ok(Some((h, file))) if h.is_live(now) => {
+                    let (offset, slot) = h.touch_write(expires_at);
+                    fsio::write_slot(&file, offset, &slot).map(|()| (true, true))
+                }
+                Ok(found) => Ok((false, found.is_some())),
+                Err(e) => Err(e),
+            },
+            TouchMode::Rewrite => match fsio::read_record(shard, key, max_len) {
+                Ok(Some(r)) if now < r.expires_at => {
+                    let bytes = format::encode(r.version, expires_at, &r.payload);
+                    fsio::write_atomic(shard, key, &bytes).map(|()| (true, true))
+                }
+                // An expired record still exists on disk until swept.
+                Ok(Some(_)) => Ok((false, true)),
+                Ok(None) => Ok((false, false)),
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok((touched, exists)) => {
+                lock.release(exists)?;
+                Ok(touched)
+            }
+            Err(e) => {
+                lock.release(true)?;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SessionInterface for FileStore {
+    async fn load(&self, key: &StorageKey) -> Result<Option<StoredRecord>, Error> {
+        // No lock: records are replaced by rename (a reader sees the old or the new
+        // file) and the in-place deadline write is checksummed per slot.
+        let inner = Arc::clone(&self.inner);
+        let key = key.clone();
+        let max_len = self.max_file_len();
+        run_blocking(move || {
+            let Some(shard) = inner.root.shard(&key)? else {
+                return Ok(None);
+            };
+            let record = fsio::read_record(shard, &key, max_len)?;
+            let now = inner.clock.now();
+            Ok(record.filter(|r| now < r.expires_at))
+        })
+        .await
+    }
+
+    async fn save(
+        &self,
+        key: &StorageKey,
+        record: &NewRecord,
+        mode: SaveMode,
+    ) -> Result<Version, Error> {
+        let size = record.payload.len();
+        if size > self.inner.max_payload_bytes {
+            return Err(Error::PayloadTooLarge {
+                size,
+                limit: self.inner.max_payload_bytes,
+            });
+        }
+        let guard = self.inner.locks.lock(key).await;
+        let inner = Arc::clone(&self.inner);
+        let (key, record) = (key.clone(), record.clone());
+        run_blocking(move || {
+            // Moved in so a cancelled caller does not let another task of this
+            // process queue on the OS lock while the write is still running.
+            let _guard = guard;
+            inner.save_blocking(&key, &record, mode)
+        })
+        .await
+    }
+
+    async fn expire(&self, key: &StorageKey) -> Result<(), Error> {
+        let guard = self.inner.locks.lock(key).await;
+        let inner = Arc::clone(&self.inner);
+        let key = key.clone();
+        run_blocking(move || {
+            let _guard = guard;
+            inner.expire_blocking(&key)
+        })
+        .await
+    }
+
+    async fn touch(&self, key: &StorageKey, expires_at: OffsetDateTime) -> Result<bool, Error> {
+        let guard = self.inner.locks.lock(key).await;
+        let inner = Arc::clone(&self.inner);
+        let key = key.clone();
+        let max_len = self.max_file_len();
+        run_blocking(move || {
+            let _guard = guard;
+            inner.touch_blocking(&key, expires_at, max_len)
+        })
+        .await
+    }
+
+    async fn delete_expired(&self) -> Result<u64, Error> {
+        sweep::delete_expired(Arc::clone(&self.inner)).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::full().with_durable(true)
+    }
+}

@@ -1,0 +1,155 @@
+//! `delete_expired`: walk the shards, remove expired records and crash leftovers.
+
+use std::collections::BTreeMap;
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+
+use rustix::fs::{AtFlags, FileType};
+use rustix::io::Errno;
+use session_core::time::OffsetDateTime;
+use session_core::{Error, StorageKey};
+
+use crate::fsio::{self, fs_error};
+use crate::layout::{self, Entry};
+use crate::lock::OsLock;
+use crate::store::{Inner, run_blocking};
+
+/// What a shard directory holds for one key.
+#[derive(Debug, Default, Clone, Copy)]
+struct Found {
+    record: bool,
+    tmp: bool,
+    lock: bool,
+}
+
+/// Removes every expired record and every stale temporary or orphaned lock file,
+/// and returns how many records it removed.
+///
+/// One blocking call lists a shard; then its keys are handled `sweep_batch` at a
+/// time, each batch one blocking call, so a huge directory never ties up a
+/// blocking thread or any lock for long. Keys in use (either lock held) are skipped
+/// and left for the next sweep, so the sweeper never waits on a request.
+pub(crate) async fn delete_expired(inner: Arc<Inner>) -> Result<u64, Error> {
+    let shards = {
+        let inner = Arc::clone(&inner);
+        run_blocking(move || list_shards(&inner)).await?
+    };
+    let mut removed = 0;
+    for shard in shards {
+        let keys = {
+            let inner = Arc::clone(&inner);
+            run_blocking(move || list_shard(&inner, shard)).await?
+        };
+        for batch in keys.chunks(inner.sweep_batch) {
+            let inner = Arc::clone(&inner);
+            let batch = batch.to_vec();
+            removed += run_blocking(move || sweep_batch(&inner, shard, &batch)).await?;
+        }
+    }
+    Ok(removed)
+}
+
+/// The shard directories that exist. Anything else in the root (stray files,
+/// symlinks, foreign names) is ignored.
+fn list_shards(inner: &Inner) -> Result<Vec<usize>, Error> {
+    let root = inner.root.fd();
+    let mut shards = Vec::new();
+    for name in fsio::list_dir(root)? {
+        let Some(index) = layout::parse_shard_name(&name) else {
+            continue;
+        };
+        // lstat: a symlink named like a shard is not followed.
+        match rustix::fs::statat(root, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                shards.push(index);
+            }
+            Ok(_) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(fs_error("stat shard directory", e)),
+        }
+    }
+    shards.sort_unstable();
+    Ok(shards)
+}
+
+/// The keys in one shard that have anything on disk, and what.
+fn list_shard(inner: &Inner, shard: usize) -> Result<Vec<(StorageKey, Found)>, Error> {
+    let Some(dir) = inner.root.shard_by_index(shard, false)? else {
+        return Ok(Vec::new());
+    };
+    let mut keys: BTreeMap<StorageKey, Found> = BTreeMap::new();
+    for name in fsio::list_dir(dir)? {
+        match layout::parse_entry(shard, &name) {
+            Some(Entry::Record(k)) => keys.entry(k).or_default().record = true,
+            Some(Entry::Tmp(k)) => keys.entry(k).or_default().tmp = true,
+            Some(Entry::Lock(k)) => keys.entry(k).or_default().lock = true,
+            None => {}
+        }
+    }
+    Ok(keys.into_iter().collect())
+}
+
+/// What the lock-free look at a record says to do.
+fn needs_lock(dir: BorrowedFd<'_>, key: &StorageKey, found: Found, now: OffsetDateTime) -> bool {
+    if found.tmp {
+        return true;
+    }
+    if !found.record {
+        // Only a lock file: orphaned by a crash, or in use right now.
+        return found.lock;
+    }
+    match fsio::read_header(dir, key, false) {
+        Ok(Some((header, _))) => !header.is_live(now),
+        // Removed meanwhile: maybe an orphaned lock file is left.
+        Ok(None) => found.lock,
+        // Unreadable records are left for an operator (or `expire`); they never
+        // stop the sweep of other keys.
+        Err(_) => false,
+    }
+}
+
+fn sweep_batch(inner: &Inner, shard: usize, batch: &[(StorageKey, Found)]) -> Result<u64, Error> {
+    let Some(dir) = inner.root.shard_by_index(shard, false)? else {
+        return Ok(0);
+    };
+    let now = inner.clock.now();
+    let mut removed = 0;
+    let mut changed = false;
+    for (key, found) in batch {
+        if !needs_lock(dir, key, *found, now) {
+            continue;
+        }
+        let Some(_guard) = inner.locks.try_lock(key) else {
+            continue;
+        };
+        let lock = match OsLock::try_acquire(dir, key) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => continue,
+            // A planted symlink as lock file: leave the key alone, sweep the rest.
+            Err(Error::Decode(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        // Re-check under the lock: a create may have replaced the expired record.
+        let exists = match fsio::read_header(dir, key, false) {
+            Ok(Some((header, _))) if !header.is_live(now) => {
+                if fsio::remove(dir, layout::record_name(key), "remove expired record")? {
+                    removed += 1;
+                    changed = true;
+                }
+                false
+            }
+            Ok(Some(_)) | Err(Error::Decode(_)) => true,
+            Ok(None) => false,
+            Err(e) => return Err(e),
+        };
+        // Holding the lock proves no writer is using the temporary file: it is a
+        // leftover of a crash, however young.
+        if fsio::remove(dir, &layout::tmp_name(key), "remove stale temporary file")? {
+            changed = true;
+        }
+        lock.release(exists)?;
+    }
+    if changed {
+        fsio::sync_dir(dir)?;
+    }
+    Ok(removed)
+}
