@@ -1,0 +1,156 @@
+//! The connections a store sends its commands over, and the one place that sends.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, RedisResult, ServerErrorKind, Value};
+use session_core::Error;
+
+use crate::config::{RedisConfig, Target};
+use crate::error::{RedisStoreError, from_pool, from_redis};
+use crate::scripts::{Arg, Script};
+
+/// Reconnection attempts per connection loss before pending requests fail. Small on
+/// purpose: the command timeout bounds every operation anyway, and a failed round of
+/// attempts is followed by a fresh one on the next request, so the store recovers
+/// whenever the server comes back.
+const RECONNECT_RETRIES: usize = 2;
+/// Retries of the cluster client on a redirect, `TRYAGAIN` or a lost node.
+const CLUSTER_RETRIES: u32 = 3;
+
+/// One request: a plain command, or a script call that falls back from `EVALSHA` to
+/// `EVAL` on `NOSCRIPT`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Request<'a> {
+    /// A single command.
+    Command(&'a Cmd),
+    /// `script` on `key` with `args`.
+    Script {
+        script: &'a Script,
+        key: Arg<'a>,
+        args: &'a [Arg<'a>],
+    },
+}
+
+/// Multiplexed connections used round-robin. Each request clones a handle (an `Arc`
+/// or a channel sender), never a socket.
+pub(crate) struct RoundRobin<C> {
+    conns: Box<[C]>,
+    next: AtomicUsize,
+}
+
+impl<C: Clone> RoundRobin<C> {
+    fn new(conns: Vec<C>) -> Self {
+        Self {
+            conns: conns.into_boxed_slice(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn pick(&self) -> C {
+        let i = match self.conns.len() {
+            1 => 0,
+            n => self.next.fetch_add(1, Ordering::Relaxed) % n,
+        };
+        self.conns[i].clone()
+    }
+}
+
+/// How the store reaches Redis.
+pub(crate) enum Connection {
+    /// redis-rs `ConnectionManager`s: multiplexed, reconnecting by themselves.
+    Standalone(RoundRobin<ConnectionManager>),
+    /// redis-rs async cluster connections: slot-aware, following redirects,
+    /// reconnecting by themselves.
+    Cluster(RoundRobin<ClusterConnection>),
+    /// A caller's `deadpool-redis` pool: one checkout per operation.
+    Pool(deadpool_redis::Pool),
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Standalone(rr) => write!(f, "Standalone({} connections)", rr.conns.len()),
+            Self::Cluster(rr) => write!(f, "Cluster({} connections)", rr.conns.len()),
+            Self::Pool(p) => write!(f, "Pool({:?})", p.status()),
+        }
+    }
+}
+
+impl Connection {
+    /// Opens the connections `config` asks for (already validated) and proves the
+    /// server answers, all within `connect_timeout` per connection.
+    pub(crate) async fn open(config: &RedisConfig) -> Result<Self, Error> {
+        let after = config.connect_timeout;
+        let connecting = async {
+            match &config.target {
+                Target::Standalone(url) => Self::open_standalone(url, config).await,
+                Target::Cluster(nodes) => Self::open_cluster(nodes, config).await,
+            }
+        };
+        // `pool_size` connections are opened one after the other.
+        let budget = after.saturating_mul(u32::try_from(config.pool_size).unwrap_or(u32::MAX));
+        match tokio::time::timeout(budget, connecting).await {
+            Ok(r) => r.map_err(from_redis),
+            Err(_) => Err(Error::retryable(RedisStoreError::ConnectTimeout { after })),
+        }
+    }
+
+    async fn open_standalone(url: &str, config: &RedisConfig) -> RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.command_timeout))
+            .set_number_of_retries(RECONNECT_RETRIES)
+            .set_max_delay(Duration::from_millis(500));
+        let mut conns = Vec::with_capacity(config.pool_size);
+        for _ in 0..config.pool_size {
+            conns.push(
+                ConnectionManager::new_with_config(client.clone(), manager_config.clone()).await?,
+            );
+        }
+        Ok(Self::Standalone(RoundRobin::new(conns)))
+    }
+
+    async fn open_cluster(nodes: &[String], config: &RedisConfig) -> RedisResult<Self> {
+        let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+            .connection_timeout(config.connect_timeout)
+            .response_timeout(config.command_timeout)
+            .retries(CLUSTER_RETRIES)
+            .build()?;
+        let mut conns = Vec::with_capacity(config.pool_size);
+        for _ in 0..config.pool_size {
+            conns.push(client.get_async_connection().await?);
+        }
+        Ok(Self::Cluster(RoundRobin::new(conns)))
+    }
+
+    /// Sends `req` and returns the server's reply, or the mapped error.
+    pub(crate) async fn send(&self, req: Request<'_>) -> Result<Value, Error> {
+        match self {
+            Self::Standalone(rr) => exec(&mut rr.pick(), req).await.map_err(from_redis),
+            Self::Cluster(rr) => exec(&mut rr.pick(), req).await.map_err(from_redis),
+            Self::Pool(pool) => {
+                let mut conn = pool.get().await.map_err(from_pool)?;
+                exec(&mut conn, req).await.map_err(from_redis)
+            }
+        }
+    }
+}
+
+async fn exec<C: ConnectionLike>(con: &mut C, req: Request<'_>) -> RedisResult<Value> {
+    match req {
+        Request::Command(cmd) => cmd.query_async(con).await,
+        Request::Script { script, key, args } => {
+            match script.evalsha(&key, args).query_async(con).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    script.eval(&key, args).query_async(con).await
+                }
+                reply => reply,
+            }
+        }
+    }
+}

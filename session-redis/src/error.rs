@@ -1,0 +1,159 @@
+//! How Redis failures become the core [`Error`].
+//!
+//! The rule: anything a retry may cure (a dropped or refused connection, a timeout, a
+//! cluster that is resharding or failing over, a server still loading its data set)
+//! is [`Error::retryable`]; anything that will fail the same way again (bad
+//! credentials, a missing permission, a protocol surprise) is [`Error::backend`]; a
+//! value under one of our keys that is not one of our records is [`Error::Decode`].
+
+use std::time::Duration;
+
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+use session_core::{DecodeError, Error};
+
+/// Failures this crate detects itself. They reach callers as the `source` of
+/// [`Error::Backend`], so `err.source()?.downcast_ref::<RedisStoreError>()` tells them
+/// apart from driver errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisStoreError {
+    /// The operation did not complete within the configured command timeout
+    /// (a stalled or unreachable server). Whether a write took effect is unknown:
+    /// a retried create may then see `Collision`, a retried update `Conflict`.
+    #[error("redis operation `{operation}` timed out after {after:?}")]
+    Timeout {
+        /// The store operation, e.g. `"save"`.
+        operation: &'static str,
+        /// The configured command timeout.
+        after: Duration,
+    },
+    /// Connecting did not complete within the configured connect timeout.
+    #[error("connecting to redis timed out after {after:?}")]
+    ConnectTimeout {
+        /// The configured connect timeout.
+        after: Duration,
+    },
+    /// The server answered with a reply this store never asks for (a proxy or
+    /// module in the way, or a script of another version under the same SHA).
+    #[error("unexpected reply from redis to `{operation}`")]
+    UnexpectedReply {
+        /// The store operation, e.g. `"touch"`.
+        operation: &'static str,
+    },
+}
+
+/// Maps a driver error to the core enum.
+pub(crate) fn from_redis(err: RedisError) -> Error {
+    // A script or command touching a key of another type: the key holds something
+    // that is not a record of ours.
+    if err.code() == Some("WRONGTYPE") {
+        return Error::Decode(DecodeError::Malformed {
+            reason: "the key holds a non-string redis value",
+        });
+    }
+    if is_transient(&err) {
+        Error::retryable(err)
+    } else {
+        Error::backend(err)
+    }
+}
+
+fn is_transient(err: &RedisError) -> bool {
+    if err.is_io_error()
+        || err.is_timeout()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+    {
+        return true;
+    }
+    matches!(
+        err.kind(),
+        ErrorKind::ClusterConnectionNotFound
+            | ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    // A write reached a replica that was a master before a failover.
+                    | ServerErrorKind::ReadOnly
+                    // Redirects are followed by the cluster client; one that still
+                    // surfaces means the slot map is moving under us.
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
+            )
+    )
+}
+
+/// Maps a `deadpool-redis` checkout failure to the core enum.
+pub(crate) fn from_pool(err: deadpool_redis::PoolError) -> Error {
+    use deadpool_redis::PoolError;
+    match err {
+        PoolError::Backend(e) => from_redis(e),
+        // Every slot busy for the pool's wait timeout, or connecting timed out.
+        PoolError::Timeout(_) => Error::retryable(err),
+        PoolError::Closed | PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
+            Error::backend(err)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    fn io_err(kind: io::ErrorKind) -> RedisError {
+        RedisError::from(io::Error::new(kind, "test"))
+    }
+
+    #[test]
+    fn connection_failures_are_retryable() {
+        for kind in [
+            io::ErrorKind::ConnectionRefused,
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::BrokenPipe,
+            io::ErrorKind::TimedOut,
+            io::ErrorKind::UnexpectedEof,
+        ] {
+            assert!(from_redis(io_err(kind)).is_retryable(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn cluster_churn_is_retryable() {
+        for kind in [
+            ServerErrorKind::TryAgain,
+            ServerErrorKind::ClusterDown,
+            ServerErrorKind::MasterDown,
+            ServerErrorKind::BusyLoading,
+            ServerErrorKind::ReadOnly,
+        ] {
+            let err = RedisError::from((ErrorKind::Server(kind), "test"));
+            assert!(from_redis(err).is_retryable(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn permanent_failures_are_not_retryable() {
+        for kind in [
+            ErrorKind::AuthenticationFailed,
+            ErrorKind::InvalidClientConfig,
+            ErrorKind::Server(ServerErrorKind::NoPerm),
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            ErrorKind::Server(ServerErrorKind::CrossSlot),
+        ] {
+            let err = RedisError::from((kind, "test"));
+            let mapped = from_redis(err);
+            assert!(
+                matches!(
+                    mapped,
+                    Error::Backend {
+                        retryable: false,
+                        ..
+                    }
+                ),
+                "{kind:?}: {mapped:?}"
+            );
+        }
+    }
+}
