@@ -1,1 +1,196 @@
-//! The conformance suite for `SessionInterface` stores (being written).
+#![doc = include_str!("../README.md")]
+
+pub mod backends;
+mod cases;
+mod check;
+mod harness;
+mod runner;
+pub mod servers;
+
+pub use harness::{Fixture, Harness, InvalidNamespace, MAX_NAMESPACE_LEN, Namespace, SetupError};
+pub use runner::{
+    CASE_TIMEOUT, Case, CaseReport, MAX_CONCURRENT_CASES, Outcome, Report, cases, find_case,
+    run_all, run_case,
+};
+
+/// The one list of cases. Both the registry ([`cases()`]) and the tests that
+/// [`conformance_suite!`] generates are expanded from it, so they cannot drift.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_cases {
+    ([$($callback:tt)*] $($args:tt)*) => {
+        $($callback)*! {
+            $($args)*
+            round_trip,
+            create_returns_first_version,
+            load_absent_key,
+            expired_record_invisible,
+            live_record_visible,
+            create_on_live_key_collides,
+            create_over_expired_succeeds,
+            update_bumps_version,
+            update_chain_increments,
+            update_replaces_deadline,
+            update_stale_version_conflicts,
+            update_future_version_conflicts,
+            update_absent_not_found,
+            update_expired_not_found,
+            expire_idempotent,
+            expire_then_load_none,
+            update_after_expire_not_found,
+            create_after_expire_restarts_version,
+            expire_leaves_other_keys,
+            touch_moves_deadline,
+            touch_absent_returns_false,
+            touch_expired_returns_false,
+            touch_into_past_kills_record,
+            touch_then_update_same_version,
+            delete_expired_counts_exactly,
+            delete_expired_empty_returns_zero,
+            payload_empty,
+            payload_single_bytes,
+            payload_all_byte_values,
+            payload_1_mib,
+            payload_8_mib,
+            payload_grow_and_shrink_on_update,
+            thousand_keys_isolated,
+            namespaces_isolated,
+            hex_neighbour_keys_isolated,
+            case_like_neighbour_keys_isolated,
+            prefix_sharing_keys_isolated,
+            concurrent_creates_one_winner,
+            concurrent_updates_one_winner,
+            expire_racing_update_stays_gone,
+            touch_racing_update_keeps_payload,
+            clock_advanced_expiry,
+            clock_touch_extends_life,
+            native_ttl_evicts,
+            capabilities_touch_honest,
+            capabilities_delete_expired_honest,
+            deadline_precision_round_trip,
+            deadline_far_future,
+            deadline_with_offset,
+        }
+    };
+}
+
+/// Expands into one `#[test]` per conformance case, each running that case against
+/// a fresh namespace of the given harness on a multi-threaded Tokio runtime with two
+/// workers (what `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]`
+/// gives, without needing `tokio` as a dev-dependency or the crate's exact name).
+///
+/// The argument is an expression evaluated once per test, producing a value whose
+/// type implements [`Harness`]. The tests are named after the cases
+/// (`round_trip`, `concurrent_creates_one_winner`, …), so invoke the macro in its own
+/// test file or module. A skipped case prints one line with the reason and passes;
+/// a failed one panics with the case's message.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use conformance_tests::{Fixture, Harness, Namespace, SetupError};
+/// # struct MyHarness;
+/// # #[async_trait::async_trait]
+/// # impl Harness for MyHarness {
+/// #     fn name(&self) -> &str { "memory" }
+/// #     async fn open(&self, _: &Namespace) -> Result<Fixture, SetupError> {
+/// #         Ok(Fixture::new(Arc::new(session_memory::MemoryStore::new())))
+/// #     }
+/// # }
+/// mod conformance {
+///     use super::*;
+///     conformance_tests::conformance_suite!(MyHarness);
+/// }
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! conformance_suite {
+    ($harness:expr $(,)?) => {
+        $crate::__with_cases!([$crate::__conformance_suite_tests] $harness;);
+    };
+}
+
+/// Implementation detail of [`conformance_suite!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_suite_tests {
+    ($harness:expr; $($name:ident,)*) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::__private::run_test(
+                    || -> ::std::sync::Arc<dyn $crate::Harness> {
+                        ::std::sync::Arc::new($harness)
+                    },
+                    ::core::stringify!($name),
+                );
+            }
+        )*
+    };
+}
+
+/// Implementation details of the macros; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    use std::sync::Arc;
+
+    use crate::{Harness, Outcome, run_case};
+
+    /// Runs one case as a test: passes, prints a skip line, or panics.
+    pub fn run_test(make: impl FnOnce() -> Arc<dyn Harness>, case: &str) {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => panic!("could not start a Tokio runtime for case `{case}`: {e}"),
+        };
+        let report = runtime.block_on(async {
+            let harness = make();
+            let backend = harness.name().to_owned();
+            (backend, run_case(harness, case).await)
+        });
+        match report.1.outcome {
+            Outcome::Passed => {}
+            Outcome::Skipped(reason) => {
+                println!("conformance: skipped `{case}` on `{}`: {reason}", report.0)
+            }
+            Outcome::Failed(msg) => panic!("{msg}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn registry_is_complete_and_unique() {
+        let names: Vec<&str> = cases().iter().map(Case::name).collect();
+        assert!(names.len() >= 40, "only {} cases", names.len());
+        let unique: HashSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "duplicate case names");
+        for n in &names {
+            assert!(find_case(n).is_some());
+        }
+        assert!(find_case("no_such_case").is_none());
+    }
+
+    // The macro's test names come from the same list as the registry; this expands
+    // that list a third way and checks it against the registry, so a change to the
+    // expansion machinery cannot silently drop cases.
+    macro_rules! names {
+        ($($name:ident,)*) => {
+            const MACRO_NAMES: &[&str] = &[$(stringify!($name)),*];
+        };
+    }
+    __with_cases!([names]);
+
+    #[test]
+    fn macro_list_matches_registry() {
+        let registry: Vec<&str> = cases().iter().map(Case::name).collect();
+        assert_eq!(MACRO_NAMES, registry.as_slice());
+    }
+}
