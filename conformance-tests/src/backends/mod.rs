@@ -8,6 +8,8 @@ mod file;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod sql;
 
 #[cfg(feature = "file")]
 pub use file::FileHarness;
@@ -15,3 +17,7 @@ pub use file::FileHarness;
 pub use memory::MemoryHarness;
 #[cfg(feature = "redis")]
 pub use redis::RedisHarness;
+#[cfg(feature = "mysql")]
+pub use sql::MysqlHarness;
+#[cfg(feature = "postgres")]
+pub use sql::PostgresHarness;

@@ -148,10 +148,21 @@ pub fn harness_for(
             Err(not_compiled("build with `--features servers` (or `redis`)"))
         }
 
-        // The SQL stores join with their crates.
-        BackendName::Postgres | BackendName::Mysql => Err(not_compiled(
-            "its store crate is not part of this build yet",
+        #[cfg(feature = "postgres")]
+        BackendName::Postgres => Ok(Arc::new(backends::PostgresHarness::new(
+            urls.and_then(|u| u.into_iter().next()),
+        ))),
+        #[cfg(not(feature = "postgres"))]
+        BackendName::Postgres => Err(not_compiled(
+            "build with `--features servers` (or `postgres`)",
         )),
+
+        #[cfg(feature = "mysql")]
+        BackendName::Mysql => Ok(Arc::new(backends::MysqlHarness::new(
+            urls.and_then(|u| u.into_iter().next()),
+        ))),
+        #[cfg(not(feature = "mysql"))]
+        BackendName::Mysql => Err(not_compiled("build with `--features servers` (or `mysql`)")),
     }
 }
 

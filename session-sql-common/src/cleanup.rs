@@ -1,0 +1,172 @@
+//! A background task that purges expired sessions.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_core::{Error, SessionInterface};
+use tokio::task::JoinHandle;
+
+/// When [`spawn_cleanup`] runs `delete_expired`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupSchedule {
+    /// Time between successful runs. Default 5 min.
+    pub period: Duration,
+    /// Wait after the first failed run; it doubles with every further consecutive
+    /// failure, up to `period`. Default 1 s.
+    pub initial_backoff: Duration,
+}
+
+impl Default for CleanupSchedule {
+    fn default() -> Self {
+        Self {
+            period: Duration::from_secs(300),
+            initial_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl CleanupSchedule {
+    /// A schedule that runs every `period`, with the default backoff.
+    pub fn every(period: Duration) -> Self {
+        Self {
+            period,
+            ..Self::default()
+        }
+    }
+}
+
+/// Spawns a task that calls `store.delete_expired()` on `schedule` until `shutdown`
+/// completes (e.g. a `CancellationToken`'s `cancelled()`, a `oneshot` receiver, or
+/// `tokio::signal::ctrl_c()`).
+///
+/// Errors are logged (`tracing`, target `session_sql_common::cleanup`) and the task
+/// keeps going with exponential backoff — a database that is down for a minute does
+/// not end the cleanup for the life of the process. The one exception is
+/// [`Error::Unsupported`]: a store that cannot purge will never start to, so the task
+/// logs it and ends. A shutdown while a purge is running cancels it between
+/// statements' results (each batch is its own statement, so nothing is half done).
+pub fn spawn_cleanup(
+    store: Arc<dyn SessionInterface>,
+    schedule: CleanupSchedule,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown => tracing::debug!("session cleanup stopped"),
+            () = run(store, schedule) => {}
+        }
+    })
+}
+
+async fn run(store: Arc<dyn SessionInterface>, schedule: CleanupSchedule) {
+    let mut failures: u32 = 0;
+    loop {
+        let wait = if failures == 0 {
+            schedule.period
+        } else {
+            // 1×, 2×, 4×, … the initial backoff, never longer than the period.
+            let factor = 1u32 << (failures - 1).min(20);
+            schedule
+                .initial_backoff
+                .saturating_mul(factor)
+                .min(schedule.period)
+        };
+        tokio::time::sleep(wait).await;
+        match store.delete_expired().await {
+            Ok(n) => {
+                failures = 0;
+                tracing::debug!(removed = n, "purged expired sessions");
+            }
+            Err(e @ Error::Unsupported { .. }) => {
+                tracing::warn!(error = %e, "store cannot purge expired sessions; cleanup ends");
+                return;
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(
+                    error = %e,
+                    retryable = e.is_retryable(),
+                    consecutive_failures = failures,
+                    "purging expired sessions failed; will retry"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use async_trait::async_trait;
+    use session_core::time::OffsetDateTime;
+    use session_core::{Capabilities, NewRecord, SaveMode, StorageKey, StoredRecord, Version};
+
+    use super::*;
+
+    /// A store whose purge fails its first `failures` calls.
+    #[derive(Default)]
+    struct Flaky {
+        calls: AtomicU32,
+        failures: u32,
+    }
+
+    #[async_trait]
+    impl SessionInterface for Flaky {
+        async fn load(&self, _: &StorageKey) -> Result<Option<StoredRecord>, Error> {
+            Ok(None)
+        }
+        async fn save(&self, _: &StorageKey, _: &NewRecord, _: SaveMode) -> Result<Version, Error> {
+            Err(Error::NotFound)
+        }
+        async fn expire(&self, _: &StorageKey) -> Result<(), Error> {
+            Ok(())
+        }
+        async fn touch(&self, _: &StorageKey, _: OffsetDateTime) -> Result<bool, Error> {
+            Ok(false)
+        }
+        async fn delete_expired(&self) -> Result<u64, Error> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            if n < self.failures {
+                Err(Error::retryable("database down"))
+            } else {
+                Ok(1)
+            }
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::full()
+        }
+    }
+
+    #[tokio::test]
+    async fn keeps_going_after_errors_and_stops_on_shutdown() {
+        let store = Arc::new(Flaky {
+            failures: 3,
+            ..Flaky::default()
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let schedule = CleanupSchedule {
+            period: Duration::from_millis(20),
+            initial_backoff: Duration::from_millis(2),
+        };
+        let task = spawn_cleanup(store.clone(), schedule, async move {
+            let _ = stopped.await;
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let calls = store.calls.load(Ordering::SeqCst);
+        assert!(calls > 5, "the task died after an error: {calls} calls");
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .expect("did not stop on shutdown")
+            .unwrap();
+        let after = store.calls.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(
+            store.calls.load(Ordering::SeqCst),
+            after,
+            "ran after shutdown"
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! Mapping sqlx errors onto the core [`Error`].
+
+use std::fmt;
+
+use session_core::{DecodeError, Error};
+use sqlx::error::DatabaseError;
+
+/// What an error means for the caller and for the connection it happened on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Retrying will not help (bad SQL, missing table, bad credentials).
+    Permanent,
+    /// Retrying may help; the connection is fine (a lock wait timeout, a pool timeout,
+    /// too many connections).
+    Retryable,
+    /// The connection is gone or unusable (I/O error, server shutdown): retryable, and
+    /// the connection — and its idle siblings, which most likely died the same way —
+    /// must not be reused.
+    ConnectionLost,
+    /// The server rolled the statement back to break a deadlock or a serialization
+    /// conflict; nothing was written, so the same statement can be re-run at once.
+    TransientConflict,
+}
+
+impl ErrorClass {
+    /// Whether the caller may retry.
+    pub fn is_retryable(self) -> bool {
+        self != ErrorClass::Permanent
+    }
+}
+
+/// A backend's own refinement of [`classify`] for server errors: `Some` overrides the
+/// SQLSTATE-based default.
+pub type DbErrorHook = fn(&dyn DatabaseError) -> Option<ErrorClass>;
+
+/// Classifies a sqlx error. Server errors are judged by SQLSTATE class, which both
+/// PostgreSQL and MySQL/MariaDB report: `08` connection exception, `40` transaction
+/// rollback (deadlock / serialization), `53` insufficient resources, `57P0x` server
+/// shutting down or starting, `HYT00` timeout. `hook` refines that per backend.
+pub fn classify(err: &sqlx::Error, hook: DbErrorHook) -> ErrorClass {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => ErrorClass::ConnectionLost,
+        sqlx::Error::PoolTimedOut => ErrorClass::Retryable,
+        sqlx::Error::Database(db) => hook(db.as_ref()).unwrap_or_else(|| {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or("");
+            match code.get(..2) {
+                Some("08") => ErrorClass::ConnectionLost,
+                Some("40") => ErrorClass::TransientConflict,
+                Some("53") => ErrorClass::Retryable,
+                _ if matches!(code, "57P01" | "57P02" | "57P03") => ErrorClass::ConnectionLost,
+                _ if code == "HYT00" => ErrorClass::Retryable,
+                _ => ErrorClass::Permanent,
+            }
+        }),
+        _ => ErrorClass::Permanent,
+    }
+}
+
+/// Converts a sqlx error into the core [`Error`]: unreadable column values become
+/// [`Error::Decode`] (a bad row is never a panic), everything else
+/// [`Error::Backend`] with the retry flag from [`classify`].
+pub fn to_core(err: sqlx::Error, hook: DbErrorHook) -> Error {
+    match err {
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            Error::Decode(DecodeError::Malformed {
+                reason: "a stored column could not be decoded",
+            })
+        }
+        other => match classify(&other, hook) {
+            ErrorClass::Permanent => Error::backend(other),
+            _ => Error::retryable(other),
+        },
+    }
+}
+
+/// A stored value that decoded but breaks the schema's invariants (e.g. a negative
+/// version).
+pub fn malformed(reason: &'static str) -> Error {
+    Error::Decode(DecodeError::Malformed { reason })
+}
+
+/// The database holds a schema newer than this build knows: the source of the
+/// (permanent) [`Error::Backend`] that `migrate()` returns then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaTooNew {
+    /// The table whose schema is too new.
+    pub table: String,
+    /// The version recorded in the database.
+    pub found: i64,
+    /// The newest version this build can run against.
+    pub supported: i64,
+}
+
+impl fmt::Display for SchemaTooNew {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "table {:?} has schema version {}, newer than the {} this build supports",
+            self.table, self.found, self.supported
+        )
+    }
+}
+
+impl std::error::Error for SchemaTooNew {}
+
+/// A pool that could not hand out a connection in time, as the source of a retryable
+/// [`Error::Backend`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolTimeout;
+
+impl fmt::Display for PoolTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out waiting for a database connection from the pool")
+    }
+}
+
+impl std::error::Error for PoolTimeout {}
+
+/// Another process held the schema-migration lock for too long: the source of a
+/// retryable [`Error::Backend`] from `migrate()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationLockTimeout {
+    /// The table being migrated.
+    pub table: String,
+}
+
+impl fmt::Display for MigrationLockTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "timed out waiting for the migration lock of table {:?}",
+            self.table
+        )
+    }
+}
+
+impl std::error::Error for MigrationLockTimeout {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_hook(_: &dyn DatabaseError) -> Option<ErrorClass> {
+        None
+    }
+
+    #[test]
+    fn io_and_timeouts_are_retryable_decode_is_decode() {
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(classify(&io, no_hook), ErrorClass::ConnectionLost);
+        assert!(to_core(io, no_hook).is_retryable());
+        assert!(to_core(sqlx::Error::PoolTimedOut, no_hook).is_retryable());
+        assert!(!to_core(sqlx::Error::RowNotFound, no_hook).is_retryable());
+        assert!(matches!(
+            to_core(sqlx::Error::Decode("bad".into()), no_hook),
+            Error::Decode(_)
+        ));
+    }
+}
