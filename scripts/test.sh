@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Every check and test of the workspace, as CI runs it:
+#   1. start the test servers (PostgreSQL, MariaDB, Redis + cluster) on 127.0.0.1,
+#      installing them with apt-get on a fresh machine (scripts/services.sh);
+#   2. rustfmt and clippy (warnings are errors);
+#   3. build the opt-in testcontainers path once, so it keeps compiling;
+#   4. every test of every crate (cargo nextest when installed, then the doctests),
+#      with every server backend required: a missing server fails, it never skips;
+#   5. the conformance CLI (the project's main command) over every backend.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/services.sh start
+eval "$(bash scripts/services.sh env)"
+export SESSION_TEST_REQUIRE=${SESSION_TEST_REQUIRE:-redis,redis-cluster,postgres,mysql}
+
+echo "== rustfmt"
+cargo fmt --all -- --check
+echo "== clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== containers feature (build only: no Docker engine here)"
+cargo check -p conformance-tests --features containers --locked
+
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+  cargo test --workspace --doc --locked
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+echo "== conformance CLI over every backend"
+cargo run -q -p conformance-tests --features servers --locked -- \
+  --backend memory --backend file --backend redis --backend redis-cluster \
+  --backend postgres --backend mysql
