@@ -151,6 +151,10 @@ impl SessionConfig {
     }
     /// How many times a save is tried when concurrent requests keep changing the
     /// same session (each retry re-applies this request's changes to fresh data).
+    /// Every conflict means another request's save succeeded, so N concurrent
+    /// writers of one session need at most N attempts. Retries after the first back
+    /// off with a jittered sleep of up to 20 ms (Tokio's time driver must be on, as
+    /// it is in `#[tokio::main]` runtimes).
     pub fn save_attempts(&self) -> u32 {
         self.save_attempts
     }

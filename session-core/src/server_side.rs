@@ -183,7 +183,7 @@ impl<'a> ServerSide<'a> {
     /// follows the winner's pointer.
     async fn rotate(&self, loaded: &mut Loaded) -> Result<CookieDecision, Error> {
         let attempts = self.shared.config.save_attempts();
-        for _ in 0..attempts {
+        for attempt in 0..attempts {
             let Some(old) = loaded.existing.clone() else {
                 return Ok(self.shared.removal_if(true));
             };
@@ -219,6 +219,7 @@ impl<'a> ServerSide<'a> {
             loaded.existing = Some(old.clone());
             match outcome {
                 Err(Error::Conflict) => {
+                    backoff(attempt).await;
                     if !self.reload(loaded, &old).await? {
                         return Ok(self.shared.gone(loaded));
                     }
@@ -298,7 +299,7 @@ impl<'a> ServerSide<'a> {
     /// Compare-and-set with conflict merge.
     async fn update(&self, loaded: &mut Loaded) -> Result<CookieDecision, Error> {
         let attempts = self.shared.config.save_attempts();
-        for _ in 0..attempts {
+        for attempt in 0..attempts {
             let Some(existing) = loaded.existing.clone() else {
                 return Ok(self.shared.removal_if(true));
             };
@@ -335,6 +336,7 @@ impl<'a> ServerSide<'a> {
                 Err(Error::Conflict) => {
                     // Someone saved (or rotated) first: replay our changes onto
                     // their version.
+                    backoff(attempt).await;
                     if !self.reload(loaded, &existing).await? {
                         return Ok(self.shared.gone(loaded));
                     }
@@ -393,4 +395,24 @@ impl<'a> ServerSide<'a> {
             CookieDecision::Leave
         })
     }
+}
+
+/// Waits before the `attempt`-th retry of a conflicting save. The first retry is
+/// immediate (a conflict usually means one other writer, who has finished); later
+/// ones sleep a random time under an exponentially growing cap, so a crowd of
+/// writers on one session spreads out instead of colliding again in lockstep.
+async fn backoff(attempt: u32) {
+    const BASE_MICROS: u64 = 100;
+    const CAP_MICROS: u64 = 20_000;
+    if attempt == 0 {
+        return;
+    }
+    let cap = (BASE_MICROS << attempt.min(16)).min(CAP_MICROS);
+    let mut bytes = [0u8; 8];
+    // Jitter needs no cryptographic quality; without randomness, use the cap.
+    let jitter = match getrandom::fill(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes) % cap,
+        Err(_) => cap,
+    };
+    tokio::time::sleep(std::time::Duration::from_micros(jitter)).await;
 }
