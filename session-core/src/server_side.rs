@@ -7,7 +7,8 @@ use crate::manager::{CookieDecision, Shared};
 use crate::rotation;
 use crate::session::{Existing, Loaded, loaded_from_record};
 use crate::{
-    Bytes, Error, NewRecord, SaveMode, SessionInterface, SessionToken, StorageKey, StoredRecord,
+    Bytes, DecodeError, Error, NewRecord, SaveMode, SessionInterface, SessionToken, StorageKey,
+    StoredRecord,
 };
 
 /// How many fresh tokens are drawn when `Create` collides. A collision of 256-bit
@@ -139,10 +140,25 @@ impl<'a> ServerSide<'a> {
         let mut via = None;
         for _ in 0..MAX_HOPS {
             let key = token.storage_key();
-            let Some(record) = self.store.load(&key).await? else {
-                return Ok(None);
+            let loaded = self.store.load(&key).await.and_then(|record| match record {
+                Some(r) => Ok(Some((Stored::decode(&r.payload)?, r))),
+                None => Ok(None),
+            });
+            let (stored, record) = match loaded {
+                Ok(Some(found)) => found,
+                Ok(None) => return Ok(None),
+                // A record from a newer release: an error, never a silent logout
+                // (or a later overwrite) of a session this build cannot read.
+                Err(Error::Decode(e @ DecodeError::UnknownVersion(_))) => {
+                    return Err(Error::Decode(e));
+                }
+                // Unreadable bytes (corruption, a payload sealed with a key that
+                // has left the ring) are no session: the request starts afresh
+                // under a new token and the dead record expires on its own.
+                Err(Error::Decode(_)) => return Ok(None),
+                Err(e) => return Err(e),
             };
-            match Stored::decode(&record.payload)? {
+            match stored {
                 Stored::Session(envelope) => {
                     // The store's clock may differ from ours (server time); the
                     // absolute cap is enforced here too.

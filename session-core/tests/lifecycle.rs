@@ -664,20 +664,43 @@ async fn typed_values_round_trip_and_type_errors_are_typed() {
 }
 
 #[tokio::test]
-async fn corrupt_stored_envelope_is_a_decode_error() {
+async fn unreadable_stored_bytes_are_no_session_but_newer_formats_are_errors() {
     let f = fixture();
-    let token = SessionToken::generate().unwrap();
-    let record = NewRecord {
-        payload: session_core::Bytes::from_static(b"{not json"),
-        expires_at: f.clock.now() + Duration::hours(1),
+    let write = |payload: &'static [u8]| {
+        let token = SessionToken::generate().unwrap();
+        let record = NewRecord {
+            payload: session_core::Bytes::from_static(payload),
+            expires_at: f.clock.now() + Duration::hours(1),
+        };
+        let store = f.store.clone();
+        async move {
+            store
+                .inner
+                .save(&token.storage_key(), &record, SaveMode::Create)
+                .await
+                .unwrap();
+            token.to_cookie_value()
+        }
     };
-    f.store
-        .inner
-        .save(&token.storage_key(), &record, SaveMode::Create)
-        .await
-        .unwrap();
-    let s = f.manager.session(Some(&token.to_cookie_value()));
-    assert!(matches!(s.get::<i64>("a").await, Err(Error::Decode(_))));
+    // Corrupt bytes: a fresh session under a new token; the old record is left to
+    // expire (never overwritten).
+    let cookie = write(b"{not json").await;
+    let s = f.manager.session(Some(&cookie));
+    assert!(!s.exists().await.unwrap());
+    s.insert("a", &1).await.unwrap();
+    let fresh = set_value(&f.manager.finish(&s).await.unwrap());
+    assert_ne!(fresh, cookie);
+    assert_eq!(
+        stored(&f, &cookie).await.unwrap().payload,
+        session_core::Bytes::from_static(b"{not json")
+    );
+    // A format from a newer release is an error, not a logout.
+    let cookie = write(br#"{"v":2,"data":{}}"#).await;
+    let s = f.manager.session(Some(&cookie));
+    assert!(matches!(
+        s.get::<i64>("a").await,
+        Err(Error::Decode(session_core::DecodeError::UnknownVersion(2)))
+    ));
 }
 
 #[tokio::test]
