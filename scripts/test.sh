@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check and test of the workspace, as CI runs it:
 #   1. start the test servers (PostgreSQL, MariaDB, Redis + cluster) on 127.0.0.1,
-#      installing them with apt-get on a fresh machine (scripts/services.sh);
+#      installing them with apt-get on a fresh machine (scripts/services.sh), and
+#      install headless Chromium for the demo's browser test;
 #   2. rustfmt and clippy (warnings are errors);
 #   3. build the opt-in testcontainers path once, so it keeps compiling;
 #   4. every test of every crate (cargo nextest when installed, then the doctests),
@@ -12,7 +13,8 @@ cd "$(dirname "$0")/.."
 
 bash scripts/services.sh start
 eval "$(bash scripts/services.sh env)"
-export SESSION_TEST_REQUIRE=${SESSION_TEST_REQUIRE:-redis,redis-cluster,postgres,mysql}
+bash scripts/install-browser.sh
+export SESSION_TEST_REQUIRE=${SESSION_TEST_REQUIRE:-redis,redis-cluster,postgres,mysql,browser}
 
 echo "== rustfmt"
 cargo fmt --all -- --check

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs headless Chromium and its WebDriver (Debian packages `chromium` and
+# `chromium-driver`) for the session-demo browser test, unless both are present.
+#
+#   bash scripts/install-browser.sh           # install if missing
+#   source scripts/install-browser.sh; install_browser   # from another script
+set -euo pipefail
+
+install_browser() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    return 0
+  fi
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  echo "== installing chromium and chromium-driver (apt-get)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver
+  chromium --version
+  chromedriver --version
+}
+
+# Run directly: install. Sourced: only define the function.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  install_browser
+fi

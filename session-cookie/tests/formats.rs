@@ -1,0 +1,121 @@
+//! Known answers for both cookie formats, computed independently by
+//! `session-crypto/scripts/kat.py`, and the layout of freshly sealed values.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use session_cookie::{
+    EncryptedCookies, FORMAT_ENCRYPTED_V1, FORMAT_SIGNED_V1, Key, KeyRing, SignedCookies,
+    sealed_key_id,
+};
+use session_core::CookieSealer;
+use session_core::time::{Duration, OffsetDateTime};
+use time::macros::datetime;
+
+const PAYLOAD: &[u8] = br#"{"v":1,"created":0,"abs":1,"data":{"user":42}}"#;
+const DEADLINE: OffsetDateTime = datetime!(2030-01-01 0:00 UTC);
+const SIGNED_KAT: &str = "AQVrYXQtMQAAAbjaxbQAeyJ2IjoxLCJjcmVhdGVkIjowLCJhYnMiOjEsImRhdGEiOnsidXNlciI6NDJ9fXQYyX04VbltTlWkJe81gVDrN_ANadVk1Ff0e-TszFm9";
+const ENCRYPTED_KAT: &str = "AgVrYXQtMQAAAbjaxbQAQEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXa7AdR3v65sI4tnHEEcffBBXP8bIpKh8NBcH4bWptpUP1nKTbRgsmmd8UVPVypy9vIW2ocYSl6NTnCfKiUGA";
+
+fn kat_ring() -> KeyRing {
+    KeyRing::new(Key::new("kat-1", (0u8..32).collect::<Vec<_>>()).unwrap())
+}
+
+fn before_deadline() -> OffsetDateTime {
+    DEADLINE - Duration::milliseconds(1)
+}
+
+#[test]
+fn known_answer_signed() {
+    let sealer = SignedCookies::new(kat_ring());
+    // Signing is deterministic: the exact value.
+    assert_eq!(sealer.seal(PAYLOAD, DEADLINE).unwrap(), SIGNED_KAT);
+    assert_eq!(
+        sealer.open(SIGNED_KAT, before_deadline()).as_deref(),
+        Some(PAYLOAD)
+    );
+    assert_eq!(sealer.open(SIGNED_KAT, DEADLINE), None);
+    assert_eq!(sealed_key_id(SIGNED_KAT).as_deref(), Some("kat-1"));
+}
+
+#[test]
+fn known_answer_encrypted() {
+    let sealer = EncryptedCookies::new(kat_ring());
+    assert_eq!(
+        sealer.open(ENCRYPTED_KAT, before_deadline()).as_deref(),
+        Some(PAYLOAD)
+    );
+    assert_eq!(sealer.open(ENCRYPTED_KAT, DEADLINE), None);
+    assert_eq!(sealed_key_id(ENCRYPTED_KAT).as_deref(), Some("kat-1"));
+}
+
+#[test]
+fn layout_of_fresh_values() {
+    let ring = KeyRing::new(Key::new("abc", [9u8; 32]).unwrap());
+    let deadline = datetime!(2030-01-01 0:00:00.123_456 UTC);
+    let header = |format: u8| {
+        let mut h = vec![format, 3, b'a', b'b', b'c'];
+        h.extend_from_slice(&1_893_456_000_123i64.to_be_bytes());
+        h
+    };
+
+    let signed = SignedCookies::new(ring.clone())
+        .seal(b"xyz", deadline)
+        .unwrap();
+    let bytes = URL_SAFE_NO_PAD.decode(&signed).unwrap();
+    assert_eq!(bytes[..13], header(FORMAT_SIGNED_V1)[..]);
+    assert_eq!(&bytes[13..16], b"xyz");
+    assert_eq!(bytes.len(), 13 + 3 + 32);
+
+    let sealer = EncryptedCookies::new(ring);
+    let encrypted = sealer.seal(b"xyz", deadline).unwrap();
+    let bytes = URL_SAFE_NO_PAD.decode(&encrypted).unwrap();
+    assert_eq!(bytes[..13], header(FORMAT_ENCRYPTED_V1)[..]);
+    assert_eq!(bytes.len(), 13 + 24 + 3 + 16);
+    // Random nonces: the same session never seals to the same value twice.
+    assert_ne!(encrypted, sealer.seal(b"xyz", deadline).unwrap());
+    // Cookie-safe characters only.
+    for v in [&signed, &encrypted] {
+        assert!(
+            v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{v}"
+        );
+    }
+}
+
+/// A value of one format never opens as the other, even under the same key.
+#[test]
+fn formats_do_not_cross() {
+    let ring = KeyRing::new(Key::new("k", [5u8; 32]).unwrap());
+    let signed = SignedCookies::new(ring.clone());
+    let encrypted = EncryptedCookies::new(ring);
+    let now = OffsetDateTime::now_utc();
+    let deadline = now + Duration::hours(1);
+    let s = signed.seal(PAYLOAD, deadline).unwrap();
+    let e = encrypted.seal(PAYLOAD, deadline).unwrap();
+    assert!(signed.open(&s, now).is_some());
+    assert!(encrypted.open(&e, now).is_some());
+    assert_eq!(signed.open(&e, now), None);
+    assert_eq!(encrypted.open(&s, now), None);
+    // Relabelling the format byte does not help either.
+    let mut relabelled = URL_SAFE_NO_PAD.decode(&s).unwrap();
+    relabelled[0] = FORMAT_ENCRYPTED_V1;
+    assert_eq!(
+        encrypted.open(&URL_SAFE_NO_PAD.encode(&relabelled), now),
+        None
+    );
+}
+
+#[test]
+fn encrypted_values_hide_the_payload() {
+    let sealer = EncryptedCookies::new(KeyRing::new(Key::new("k", [5u8; 32]).unwrap()));
+    let value = sealer
+        .seal(
+            b"{\"secret\":\"hunter2\"}",
+            OffsetDateTime::now_utc() + Duration::hours(1),
+        )
+        .unwrap();
+    let bytes = URL_SAFE_NO_PAD.decode(&value).unwrap();
+    assert!(!bytes.windows(7).any(|w| w == b"hunter2"));
+    assert!(!bytes.windows(6).any(|w| w == b"secret"));
+}

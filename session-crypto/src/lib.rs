@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod key;
+mod record;
+mod ring;
+mod store;
+
+pub use error::KeyError;
+pub use key::{
+    AEAD_OVERHEAD, AEAD_TAG_LEN, Domain, Key, MAC_LEN, MAX_KEY_ID_LEN, MIN_SECRET_LEN, NONCE_LEN,
+};
+pub use record::{RECORD_FORMAT_V1, open_record, record_key_id, seal_record};
+pub use ring::KeyRing;
+pub use store::EncryptedStore;
