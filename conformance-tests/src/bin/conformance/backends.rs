@@ -118,6 +118,8 @@ pub fn harness_for(
             .filter(|u| !u.is_empty())
             .collect::<Vec<_>>()
     });
+    // Unused when every backend feature is on (as in a whole-workspace build).
+    #[allow(unused_variables)]
     let not_compiled = |feature: &'static str| Unavailable::NotCompiledIn {
         backend,
         hint: feature,
