@@ -216,7 +216,32 @@ impl MySqlStore {
     }
 }
 
-/// PostgreSQL errors beyond the SQLSTATE classes of the shared classifier.
+/// Runs one autocommit statement, re-running it while the server rolls it back as a
+/// deadlock victim (InnoDB can pick a single-row `UPDATE` racing a `DELETE` through
+/// the `expires_at` index). A rolled-back statement had no effect, so running it
+/// again is exactly the same operation; after [`CONFLICT_ATTEMPTS`] the retryable
+/// error is returned.
+async fn execute_retrying<'q>(
+    lease: &mut Lease<MySqlConnection>,
+    mut query: impl FnMut() -> sqlx::query::Query<
+        'q,
+        sqlx::MySql,
+        <sqlx::MySql as sqlx::Database>::Arguments,
+    >,
+) -> Result<sqlx::mysql::MySqlQueryResult, Error> {
+    let mut attempt = 1;
+    loop {
+        let r = query().execute(lease.begin()).await;
+        match r {
+            Err(e) if attempt < CONFLICT_ATTEMPTS && lease.is_transient_conflict(&e) => {
+                attempt += 1;
+            }
+            r => return lease.finish(r),
+        }
+    }
+}
+
+/// MySQL errors beyond the SQLSTATE classes of the shared classifier.
 fn db_error_hook(e: &dyn DatabaseError) -> Option<ErrorClass> {
     let number = e.try_downcast_ref::<MySqlDatabaseError>()?.number();
     match number {
@@ -280,26 +305,16 @@ impl SessionInterface for MySqlStore {
         match mode {
             SaveMode::Create => {
                 let now = to_datetime(now);
-                let mut attempt = 1;
-                let done = loop {
-                    let r = sqlx::query(AssertSqlSafe(self.sql.create.clone()))
+                let done = execute_retrying(&mut lease, || {
+                    sqlx::query(AssertSqlSafe(self.sql.create.clone()))
                         .bind(key.as_str())
                         .bind(record.payload.as_ref())
                         .bind(to_datetime(record.expires_at))
                         .bind(now)
                         .bind(now)
                         .bind(now)
-                        .execute(lease.begin())
-                        .await;
-                    match r {
-                        Err(e)
-                            if attempt < CONFLICT_ATTEMPTS && lease.is_transient_conflict(&e) =>
-                        {
-                            attempt += 1;
-                        }
-                        r => break lease.finish(r)?,
-                    }
-                };
+                })
+                .await?;
                 // LAST_INSERT_ID(1) ran only on the live-row branch (see `sql.rs`).
                 if done.last_insert_id() == 0 {
                     Ok(FIRST_VERSION)
@@ -310,15 +325,16 @@ impl SessionInterface for MySqlStore {
             SaveMode::Update { expected_version } => {
                 // A version beyond BIGINT cannot be stored, so it matches no row.
                 if let Ok(expected) = i64::try_from(expected_version) {
-                    let r = sqlx::query(AssertSqlSafe(self.sql.update.clone()))
-                        .bind(record.payload.as_ref())
-                        .bind(to_datetime(record.expires_at))
-                        .bind(key.as_str())
-                        .bind(expected)
-                        .bind(to_datetime(now))
-                        .execute(lease.begin())
-                        .await;
-                    if lease.finish(r)?.rows_affected() == 1 {
+                    let done = execute_retrying(&mut lease, || {
+                        sqlx::query(AssertSqlSafe(self.sql.update.clone()))
+                            .bind(record.payload.as_ref())
+                            .bind(to_datetime(record.expires_at))
+                            .bind(key.as_str())
+                            .bind(expected)
+                            .bind(to_datetime(now))
+                    })
+                    .await?;
+                    if done.rows_affected() == 1 {
                         return Ok(expected_version + 1);
                     }
                 }
@@ -333,23 +349,24 @@ impl SessionInterface for MySqlStore {
 
     async fn expire(&self, key: &StorageKey) -> Result<(), Error> {
         let mut lease = self.lease().await?;
-        let r = sqlx::query(AssertSqlSafe(self.sql.expire.clone()))
-            .bind(key.as_str())
-            .execute(lease.begin())
-            .await;
-        lease.finish(r).map(drop)
+        execute_retrying(&mut lease, || {
+            sqlx::query(AssertSqlSafe(self.sql.expire.clone())).bind(key.as_str())
+        })
+        .await
+        .map(drop)
     }
 
     async fn touch(&self, key: &StorageKey, expires_at: OffsetDateTime) -> Result<bool, Error> {
         let now = self.clock.now();
         let mut lease = self.lease().await?;
-        let r = sqlx::query(AssertSqlSafe(self.sql.touch.clone()))
-            .bind(to_datetime(expires_at))
-            .bind(key.as_str())
-            .bind(to_datetime(now))
-            .execute(lease.begin())
-            .await;
-        Ok(lease.finish(r)?.rows_affected() > 0)
+        let done = execute_retrying(&mut lease, || {
+            sqlx::query(AssertSqlSafe(self.sql.touch.clone()))
+                .bind(to_datetime(expires_at))
+                .bind(key.as_str())
+                .bind(to_datetime(now))
+        })
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn delete_expired(&self) -> Result<u64, Error> {
@@ -360,12 +377,13 @@ impl SessionInterface for MySqlStore {
         let mut lease = self.lease().await?;
         let mut total = 0;
         loop {
-            let r = sqlx::query(AssertSqlSafe(self.sql.purge.clone()))
-                .bind(to_datetime(now))
-                .bind(batch)
-                .execute(lease.begin())
-                .await;
-            let n = lease.finish(r)?.rows_affected();
+            let n = execute_retrying(&mut lease, || {
+                sqlx::query(AssertSqlSafe(self.sql.purge.clone()))
+                    .bind(to_datetime(now))
+                    .bind(batch)
+            })
+            .await?
+            .rows_affected();
             total += n;
             if n < self.delete_batch.into() {
                 return Ok(total);
