@@ -1812,3 +1812,6 @@ pub(crate) async fn deadline_with_offset(ctx: Ctx) -> CaseResult {
     }
     Ok(())
 }
+
+mod rotation;
+pub(crate) use rotation::*;

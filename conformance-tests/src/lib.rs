@@ -70,6 +70,12 @@ macro_rules! __with_cases {
             deadline_precision_round_trip,
             deadline_far_future,
             deadline_with_offset,
+            rotation_after_period_not_before,
+            rotation_old_cookie_in_window_merges,
+            rotation_old_cookie_dead_after_window,
+            rotation_racing_one_new_id,
+            rotation_destroy_not_resurrected,
+            rotation_cycle_id_leaves_no_pointer,
         }
     };
 }
