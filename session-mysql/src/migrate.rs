@@ -1,19 +1,17 @@
-//! Embedded, versioned schema migrations.
-//!
-//! The migrations live in this file, not in a `migrations/` directory for sqlx's
-//! migrator, because the table name is configurable (sqlx migrations are fixed SQL)
-//! and because sqlx's `_sqlx_migrations` table belongs to the application: its
-//! migrator refuses to run when it finds versions it does not know, so two migrators
-//! cannot share it. Each store table gets its own `<table>_migrations` table instead.
+//! The schema's versions and how they are applied on MySQL / MariaDB (the runner
+//! itself is `session_sql_common::migrate`).
 //!
 //! MySQL commits DDL implicitly, so a migration cannot be one transaction as on
 //! PostgreSQL. Instead the runner holds a named lock (`GET_LOCK`, the same on MySQL 8
 //! and MariaDB) and every statement is idempotent (`IF NOT EXISTS`), so a run that
 //! died half-way simply repeats.
 
+use session_sql_common::TableName;
 use session_sql_common::error::MigrationLockTimeout;
-use session_sql_common::{SchemaTooNew, TableName};
-use sqlx::{AssertSqlSafe, MySqlConnection};
+use session_sql_common::migrate::{self, Migration, MigrationOutcome, MigrationSql};
+use sqlx::MySqlConnection;
+
+use crate::store::MySqlDialect;
 
 /// The schema version this build creates and expects.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -21,14 +19,7 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// How long `migrate()` waits for another process's migration, in seconds.
 const LOCK_WAIT_SECS: i64 = 60;
 
-/// One schema step: a version, a description and its statements.
-struct Migration {
-    version: i64,
-    description: &'static str,
-    statements: fn(&TableName) -> Vec<String>,
-}
-
-const MIGRATIONS: &[Migration] = &[Migration {
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     description: "create the sessions table and its expires_at index",
     statements: |t| {
@@ -50,19 +41,29 @@ const MIGRATIONS: &[Migration] = &[Migration {
     },
 }];
 
-/// The outcome of a migration run that reached the database.
-pub(crate) enum Outcome {
-    Done(i64),
-    TooNew(SchemaTooNew),
-    LockTimeout(MigrationLockTimeout),
+pub(crate) fn migration_sql(table: &TableName) -> MigrationSql {
+    let log = table.with_suffix("_migrations");
+    MigrationSql {
+        create_log: format!(
+            "CREATE TABLE IF NOT EXISTS `{log}` (\
+             version BIGINT NOT NULL PRIMARY KEY, description VARCHAR(255) NOT NULL, \
+             applied_at DATETIME(6) NOT NULL) ENGINE=InnoDB"
+        ),
+        current_version: format!("SELECT CAST(MAX(version) AS SIGNED) FROM `{log}`"),
+        record_version: format!(
+            "INSERT INTO `{log}` (version, description, applied_at) \
+             VALUES (?, ?, UTC_TIMESTAMP(6))"
+        ),
+        drop_all: format!("DROP TABLE IF EXISTS `{table}`, `{log}`"),
+    }
 }
 
 /// Applies the pending migrations under a named lock, so concurrent `migrate()` calls
-/// run them once. Returns the schema version now in force.
+/// run them once.
 pub(crate) async fn run(
     conn: &mut MySqlConnection,
     table: &TableName,
-) -> Result<Outcome, sqlx::Error> {
+) -> Result<MigrationOutcome, sqlx::Error> {
     let lock = format!("session-mysql:{table}");
     let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
         .bind(&lock)
@@ -70,11 +71,11 @@ pub(crate) async fn run(
         .fetch_one(&mut *conn)
         .await?;
     if got != Some(1) {
-        return Ok(Outcome::LockTimeout(MigrationLockTimeout {
+        return Ok(MigrationOutcome::LockTimeout(MigrationLockTimeout {
             table: table.to_string(),
         }));
     }
-    let result = locked(conn, table).await;
+    let result = migrate::apply::<MySqlDialect>(conn, table).await;
     // Released on every path; if the connection died the server released it already.
     let released = sqlx::query("DO RELEASE_LOCK(?)")
         .bind(&lock)
@@ -83,81 +84,4 @@ pub(crate) async fn run(
     let outcome = result?;
     released?;
     Ok(outcome)
-}
-
-async fn locked(conn: &mut MySqlConnection, table: &TableName) -> Result<Outcome, sqlx::Error> {
-    let log = table.with_suffix("_migrations");
-    sqlx::query(AssertSqlSafe(format!(
-        "CREATE TABLE IF NOT EXISTS `{log}` (\
-         version BIGINT NOT NULL PRIMARY KEY, description VARCHAR(255) NOT NULL, \
-         applied_at DATETIME(6) NOT NULL) ENGINE=InnoDB"
-    )))
-    .persistent(false)
-    .execute(&mut *conn)
-    .await?;
-    let found: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT CAST(COALESCE(MAX(version), 0) AS SIGNED) FROM `{log}`"
-    )))
-    .persistent(false)
-    .fetch_one(&mut *conn)
-    .await?;
-    if found > SCHEMA_VERSION {
-        return Ok(Outcome::TooNew(SchemaTooNew {
-            table: table.to_string(),
-            found,
-            supported: SCHEMA_VERSION,
-        }));
-    }
-    for m in MIGRATIONS.iter().filter(|m| m.version > found) {
-        for statement in (m.statements)(table) {
-            sqlx::query(AssertSqlSafe(statement))
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
-        }
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO `{log}` (version, description, applied_at) \
-             VALUES (?, ?, UTC_TIMESTAMP(6))"
-        )))
-        .bind(m.version)
-        .bind(m.description)
-        .persistent(false)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(Outcome::Done(SCHEMA_VERSION))
-}
-
-/// The recorded schema version, `None` when the table was never migrated.
-pub(crate) async fn version(
-    conn: &mut MySqlConnection,
-    table: &TableName,
-) -> Result<Option<i64>, sqlx::Error> {
-    let log = table.with_suffix("_migrations");
-    let sql = format!("SELECT CAST(MAX(version) AS SIGNED) FROM `{log}`");
-    match sqlx::query_scalar(AssertSqlSafe(sql))
-        .persistent(false)
-        .fetch_one(conn)
-        .await
-    {
-        Ok(v) => Ok(v),
-        // ER_NO_SUCH_TABLE: never migrated.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42S02") => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Drops the table and its migration log.
-pub(crate) async fn drop_all(
-    conn: &mut MySqlConnection,
-    table: &TableName,
-) -> Result<(), sqlx::Error> {
-    let log = table.with_suffix("_migrations");
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS `{table}`, `{log}`"
-    )))
-    .persistent(false)
-    .execute(conn)
-    .await?;
-    Ok(())
 }

@@ -6,63 +6,46 @@
 //! Every statement is a persistent (server-side prepared, per-connection cached)
 //! statement in sqlx.
 
-use std::sync::Arc;
+use session_sql_common::{Statements, TableName};
 
-use session_sql_common::TableName;
-
-/// The SQL of every operation for one table.
-#[derive(Debug)]
-pub(crate) struct Statements {
-    pub load: Arc<str>,
-    pub create: Arc<str>,
-    pub update: Arc<str>,
-    pub is_live: Arc<str>,
-    pub expire: Arc<str>,
-    pub touch: Arc<str>,
-    pub purge: Arc<str>,
-}
-
-impl Statements {
-    pub fn new(table: &TableName) -> Self {
-        // `table` holds only [a-z0-9_], so quoting cannot be broken out of.
-        let t = format!("`{table}`");
-        Self {
-            load: format!(
-                "SELECT payload, expires_at, version FROM {t} WHERE `key` = ? AND expires_at > ?"
-            )
-            .into(),
-            // One statement: inserts, or replaces a row whose deadline (the `?` = now)
-            // has passed. On a live row nothing changes and LAST_INSERT_ID(1) marks the
-            // collision in the OK packet's insert id, which is 0 otherwise (the table
-            // has no AUTO_INCREMENT). Affected-row counts cannot tell the cases apart:
-            // sqlx always sets CLIENT_FOUND_ROWS, so "found, unchanged" counts 1, like
-            // an insert. `expires_at` is assigned last because MySQL evaluates the
-            // assignments left to right and the conditions must see the old deadline.
-            create: format!(
-                "INSERT INTO {t} (`key`, payload, expires_at, version) VALUES (?, ?, ?, 1) \
-                 ON DUPLICATE KEY UPDATE \
-                 payload = IF(expires_at <= ?, VALUES(payload), payload), \
-                 version = IF(expires_at <= ?, 1, IF(LAST_INSERT_ID(1), version, version)), \
-                 expires_at = IF(expires_at <= ?, VALUES(expires_at), expires_at)"
-            )
-            .into(),
-            // Compare-and-set on a live row only: a dead or deleted row is never
-            // written, so an update can never resurrect a session. The WHERE sees the
-            // row before the SET.
-            update: format!(
-                "UPDATE {t} SET payload = ?, expires_at = ?, version = version + 1 \
-                 WHERE `key` = ? AND version = ? AND expires_at > ?"
-            )
-            .into(),
-            is_live: format!("SELECT version FROM {t} WHERE `key` = ? AND expires_at > ?").into(),
-            expire: format!("DELETE FROM {t} WHERE `key` = ?").into(),
-            // With CLIENT_FOUND_ROWS the count is of matched rows, so touching with the
-            // deadline a record already has still reports that it exists.
-            touch: format!("UPDATE {t} SET expires_at = ? WHERE `key` = ? AND expires_at > ?")
-                .into(),
-            // The condition is re-read under the row lock, so a row a concurrent create
-            // just replaced with a live one is not deleted.
-            purge: format!("DELETE FROM {t} WHERE expires_at <= ? LIMIT ?").into(),
-        }
+pub(crate) fn statements(table: &TableName) -> Statements {
+    // `table` holds only [a-z0-9_], so quoting cannot be broken out of.
+    let t = format!("`{table}`");
+    Statements {
+        load: format!(
+            "SELECT payload, expires_at, version FROM {t} WHERE `key` = ? AND expires_at > ?"
+        )
+        .into(),
+        // One statement: inserts, or replaces a row whose deadline (the `?` = now)
+        // has passed. On a live row nothing changes and LAST_INSERT_ID(1) marks the
+        // collision in the OK packet's insert id, which is 0 otherwise (the table
+        // has no AUTO_INCREMENT). Affected-row counts cannot tell the cases apart:
+        // sqlx always sets CLIENT_FOUND_ROWS, so "found, unchanged" counts 1, like
+        // an insert. `expires_at` is assigned last because MySQL evaluates the
+        // assignments left to right and the conditions must see the old deadline.
+        create: format!(
+            "INSERT INTO {t} (`key`, payload, expires_at, version) VALUES (?, ?, ?, 1) \
+             ON DUPLICATE KEY UPDATE \
+             payload = IF(expires_at <= ?, VALUES(payload), payload), \
+             version = IF(expires_at <= ?, 1, IF(LAST_INSERT_ID(1), version, version)), \
+             expires_at = IF(expires_at <= ?, VALUES(expires_at), expires_at)"
+        )
+        .into(),
+        // Compare-and-set on a live row only: a dead or deleted row is never
+        // written, so an update can never resurrect a session. The WHERE sees the
+        // row before the SET.
+        update: format!(
+            "UPDATE {t} SET payload = ?, expires_at = ?, version = version + 1 \
+             WHERE `key` = ? AND version = ? AND expires_at > ?"
+        )
+        .into(),
+        is_live: format!("SELECT version FROM {t} WHERE `key` = ? AND expires_at > ?").into(),
+        expire: format!("DELETE FROM {t} WHERE `key` = ?").into(),
+        // With CLIENT_FOUND_ROWS the count is of matched rows, so touching with the
+        // deadline a record already has still reports that it exists.
+        touch: format!("UPDATE {t} SET expires_at = ? WHERE `key` = ? AND expires_at > ?").into(),
+        // The condition is re-read under the row lock, so a row a concurrent create
+        // just replaced with a live one is not deleted.
+        purge: format!("DELETE FROM {t} WHERE expires_at <= ? LIMIT ?").into(),
     }
 }

@@ -5,11 +5,10 @@ mod sql;
 mod store;
 
 pub use migrate::SCHEMA_VERSION;
-pub use session_sql_common::{CleanupSchedule, PoolSettings, SchemaTooNew, spawn_cleanup};
-pub use store::{PostgresStore, PostgresStoreBuilder};
-
-/// The table name used when none is configured.
-pub const DEFAULT_TABLE: &str = "sessions";
+pub use session_sql_common::{
+    CleanupSchedule, DEFAULT_TABLE, PoolSettings, SchemaTooNew, spawn_cleanup,
+};
+pub use store::{PgDialect, PostgresStore, PostgresStoreBuilder};
 
 /// Re-exported so callers name the same sqlx as the store (e.g. to pass a `PgPool`).
 pub use sqlx;

@@ -4,60 +4,43 @@
 //! cached) statement by sqlx, so after a connection's first use each operation is a
 //! single Bind/Execute round trip.
 
-use std::sync::Arc;
+use session_sql_common::{Statements, TableName};
 
-use session_sql_common::TableName;
-
-/// The SQL of every operation for one table.
-#[derive(Debug)]
-pub(crate) struct Statements {
-    pub load: Arc<str>,
-    pub create: Arc<str>,
-    pub update: Arc<str>,
-    pub is_live: Arc<str>,
-    pub expire: Arc<str>,
-    pub touch: Arc<str>,
-    pub purge: Arc<str>,
-}
-
-impl Statements {
-    pub fn new(table: &TableName) -> Self {
-        // `table` holds only [a-z0-9_], so quoting cannot be broken out of.
-        let t = format!("\"{table}\"");
-        Self {
-            load: format!(
-                "SELECT payload, expires_at, version FROM {t} WHERE key = $1 AND expires_at > $2"
-            )
-            .into(),
-            // One statement: inserts, or replaces a row whose deadline has passed; a
-            // live row makes the WHERE false, so no row is affected → Collision.
-            // Concurrent creates serialise on the primary key and the loser re-checks
-            // the WHERE against the winner's (live) row.
-            create: format!(
-                "INSERT INTO {t} AS s (key, payload, expires_at, version) VALUES ($1, $2, $3, 1) \
-                 ON CONFLICT (key) DO UPDATE SET payload = EXCLUDED.payload, \
-                 expires_at = EXCLUDED.expires_at, version = 1 WHERE s.expires_at <= $4"
-            )
-            .into(),
-            // Compare-and-set on a live row only: a dead or deleted row is never
-            // written, so an update can never resurrect a session.
-            update: format!(
-                "UPDATE {t} SET payload = $1, expires_at = $2, version = version + 1 \
-                 WHERE key = $3 AND version = $4 AND expires_at > $5"
-            )
-            .into(),
-            is_live: format!("SELECT version FROM {t} WHERE key = $1 AND expires_at > $2").into(),
-            expire: format!("DELETE FROM {t} WHERE key = $1").into(),
-            touch: format!("UPDATE {t} SET expires_at = $1 WHERE key = $2 AND expires_at > $3")
-                .into(),
-            // The outer `expires_at <= $1` is re-checked on the current row version if
-            // a concurrent create replaced the row meanwhile, so a freshly created
-            // live session is never purged.
-            purge: format!(
-                "DELETE FROM {t} WHERE key IN \
-                 (SELECT key FROM {t} WHERE expires_at <= $1 LIMIT $2) AND expires_at <= $1"
-            )
-            .into(),
-        }
+pub(crate) fn statements(table: &TableName) -> Statements {
+    // `table` holds only [a-z0-9_], so quoting cannot be broken out of.
+    let t = format!("\"{table}\"");
+    Statements {
+        load: format!(
+            "SELECT payload, expires_at, version FROM {t} WHERE key = $1 AND expires_at > $2"
+        )
+        .into(),
+        // One statement: inserts, or replaces a row whose deadline has passed; a
+        // live row makes the WHERE false, so no row is affected → Collision.
+        // Concurrent creates serialise on the primary key and the loser re-checks
+        // the WHERE against the winner's (live) row.
+        create: format!(
+            "INSERT INTO {t} AS s (key, payload, expires_at, version) VALUES ($1, $2, $3, 1) \
+             ON CONFLICT (key) DO UPDATE SET payload = EXCLUDED.payload, \
+             expires_at = EXCLUDED.expires_at, version = 1 WHERE s.expires_at <= $4"
+        )
+        .into(),
+        // Compare-and-set on a live row only: a dead or deleted row is never
+        // written, so an update can never resurrect a session.
+        update: format!(
+            "UPDATE {t} SET payload = $1, expires_at = $2, version = version + 1 \
+             WHERE key = $3 AND version = $4 AND expires_at > $5"
+        )
+        .into(),
+        is_live: format!("SELECT version FROM {t} WHERE key = $1 AND expires_at > $2").into(),
+        expire: format!("DELETE FROM {t} WHERE key = $1").into(),
+        touch: format!("UPDATE {t} SET expires_at = $1 WHERE key = $2 AND expires_at > $3").into(),
+        // The outer `expires_at <= $1` is re-checked on the current row version if
+        // a concurrent create replaced the row meanwhile, so a freshly created
+        // live session is never purged.
+        purge: format!(
+            "DELETE FROM {t} WHERE key IN \
+             (SELECT key FROM {t} WHERE expires_at <= $1 LIMIT $2) AND expires_at <= $1"
+        )
+        .into(),
     }
 }

@@ -1,215 +1,33 @@
-//! [`PostgresStore`] and its builder.
+//! [`PostgresStore`]: the shared SQL store with PostgreSQL's statements.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use async_trait::async_trait;
 use session_core::time::OffsetDateTime;
-use session_core::{
-    Bytes, Capabilities, ConfigError, Error, FIRST_VERSION, NewRecord, SaveMode, SessionInterface,
-    SharedClock, StorageKey, StoredRecord, Version, system_clock,
+use session_core::{NewRecord, StorageKey};
+use session_sql_common::error::ErrorClass;
+use session_sql_common::migrate::{Migration, MigrationOutcome, MigrationSql};
+use session_sql_common::{
+    DbErrorHook, Dialect, RawRecord, Rerun, SqlStore, SqlStoreBuilder, Statements, TableName,
 };
-use session_sql_common::error::{ErrorClass, malformed};
-use session_sql_common::{ConnectionSource, DEFAULT_DELETE_BATCH, Lease, PoolSettings, TableName};
 use sqlx::error::DatabaseError;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgRow};
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
-use crate::migrate;
-use crate::sql::Statements;
+use crate::{migrate, sql};
 
-/// How often a statement the server rolled back as a deadlock victim is re-run before
-/// the (retryable) error is returned.
-const CONFLICT_ATTEMPTS: u32 = 5;
-
-/// A PostgreSQL [`SessionInterface`]: one row per session in a table of your choice.
+/// A PostgreSQL [`SessionInterface`](session_core::SessionInterface): one row per
+/// session in a table of your choice.
 ///
 /// Cheap to clone (clones share the pool). "Now" comes from the store's
 /// [`Clock`](session_core::Clock) — the application's clock, passed to every statement
-/// as a parameter — never from the database server's `now()`.
-#[derive(Debug, Clone)]
-pub struct PostgresStore {
-    source: ConnectionSource<PgConnection>,
-    sql: Arc<Statements>,
-    table: TableName,
-    clock: SharedClock,
-    delete_batch: u32,
-}
+/// as a parameter — never from the database server's `now()`. The operations are
+/// `session-sql-common`'s [`SqlStore`]; this crate supplies the SQL ([`PgDialect`]).
+pub type PostgresStore = SqlStore<PgDialect>;
 
 /// Configures a [`PostgresStore`]; from [`PostgresStore::builder`].
-#[derive(Debug, Clone)]
-pub struct PostgresStoreBuilder {
-    table: String,
-    clock: SharedClock,
-    pool: PoolSettings,
-    delete_batch: u32,
-}
+pub type PostgresStoreBuilder = SqlStoreBuilder<PgDialect>;
 
-impl Default for PostgresStoreBuilder {
-    fn default() -> Self {
-        Self {
-            table: crate::DEFAULT_TABLE.to_owned(),
-            clock: system_clock(),
-            pool: PoolSettings::default(),
-            delete_batch: DEFAULT_DELETE_BATCH,
-        }
-    }
-}
-
-impl PostgresStoreBuilder {
-    /// The table to keep sessions in (default `sessions`). Validated when the store is
-    /// built: 1–48 characters of `[a-z0-9_]`, not starting with a digit.
-    pub fn table_name(mut self, table: impl Into<String>) -> Self {
-        self.table = table.into();
-        self
-    }
-
-    /// The clock that decides expiry (default: the system clock).
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// All pool settings at once (ignored by [`with_pool`](Self::with_pool)).
-    pub fn pool_settings(mut self, settings: PoolSettings) -> Self {
-        self.pool = settings;
-        self
-    }
-
-    /// Most connections open at once (default 16).
-    pub fn max_connections(mut self, n: usize) -> Self {
-        self.pool.max_connections = n;
-        self
-    }
-
-    /// How long an operation waits for a free connection before it fails with a
-    /// retryable error (default 10 s).
-    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.pool.acquire_timeout = Some(timeout);
-        self
-    }
-
-    /// Rows one `delete_expired` statement removes at most (default 1,000; at least 1).
-    pub fn delete_batch_size(mut self, rows: u32) -> Self {
-        self.delete_batch = rows.max(1);
-        self
-    }
-
-    /// Builds a store on its own ping-free pool for the server at `url`
-    /// (`postgres://user:password@host:port/database?sslmode=…`). No connection is
-    /// opened until the first operation; call [`PostgresStore::migrate`] first.
-    pub fn connect(self, url: &str) -> Result<PostgresStore, Error> {
-        let options: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| {
-            Error::Config(ConfigError::Invalid {
-                setting: "database url",
-                reason: e.to_string(),
-            })
-        })?;
-        self.connect_with(options)
-    }
-
-    /// Like [`connect`](Self::connect), with sqlx connect options.
-    pub fn connect_with(self, options: PgConnectOptions) -> Result<PostgresStore, Error> {
-        let source = ConnectionSource::managed(options, self.pool)?;
-        self.build(source)
-    }
-
-    /// Builds a store on a caller's `sqlx::PgPool`. That pool keeps its own
-    /// behaviour, including sqlx's ping on every release (see the crate docs on why the
-    /// built-in pool is faster).
-    pub fn with_pool(self, pool: PgPool) -> Result<PostgresStore, Error> {
-        self.build(ConnectionSource::Sqlx(pool))
-    }
-
-    fn build(self, source: ConnectionSource<PgConnection>) -> Result<PostgresStore, Error> {
-        let table = TableName::new(&self.table)?;
-        Ok(PostgresStore {
-            source,
-            sql: Arc::new(Statements::new(&table)),
-            table,
-            clock: self.clock,
-            delete_batch: self.delete_batch,
-        })
-    }
-}
-
-impl PostgresStore {
-    /// A builder with the defaults: table `sessions`, system clock, 16 connections.
-    pub fn builder() -> PostgresStoreBuilder {
-        PostgresStoreBuilder::default()
-    }
-
-    /// Connects to `url`, keeps sessions in `table` and runs [`migrate`](Self::migrate):
-    /// the one call a test harness (or a simple application) needs. `clock` defaults to
-    /// the system clock.
-    pub async fn open(url: &str, table: &str, clock: Option<SharedClock>) -> Result<Self, Error> {
-        let mut builder = Self::builder().table_name(table);
-        if let Some(clock) = clock {
-            builder = builder.clock(clock);
-        }
-        let store = builder.connect(url)?;
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    /// Creates or upgrades the table to [`SCHEMA_VERSION`](crate::SCHEMA_VERSION) and
-    /// records the version in `<table>_migrations`. Idempotent and safe to call from
-    /// several processes at once. A database already on a newer version than this
-    /// build knows is a permanent [`Error::Backend`] whose source is a
-    /// [`SchemaTooNew`](session_sql_common::SchemaTooNew).
-    pub async fn migrate(&self) -> Result<i64, Error> {
-        let mut lease = self.lease().await?;
-        let r = migrate::run(lease.begin(), &self.table).await;
-        lease.finish(r)?.map_err(Error::backend)
-    }
-
-    /// The schema version recorded for this table, `None` if it was never migrated.
-    pub async fn schema_version(&self) -> Result<Option<i64>, Error> {
-        let mut lease = self.lease().await?;
-        let r = migrate::version(lease.begin(), &self.table).await;
-        lease.finish(r)
-    }
-
-    /// Drops the table and its migration log — every session in it is gone. For
-    /// tests and tear-down of per-test namespaces.
-    pub async fn drop_table(&self) -> Result<(), Error> {
-        let mut lease = self.lease().await?;
-        let r = migrate::drop_all(lease.begin(), &self.table).await;
-        lease.finish(r)
-    }
-
-    /// The table this store uses.
-    pub fn table_name(&self) -> &str {
-        self.table.as_str()
-    }
-
-    /// Closes the pool. Operations after this fail with a permanent backend error.
-    pub async fn close(&self) {
-        self.source.close().await;
-    }
-
-    async fn lease(&self) -> Result<Lease<PgConnection>, Error> {
-        self.source.acquire(db_error_hook).await
-    }
-
-    /// Whether a live row holds `key`: tells `Conflict` from `NotFound` after an
-    /// update matched no row. Read-only, so it cannot resurrect anything; if the row
-    /// changes between the two statements the answer describes the later state, and
-    /// either way nothing was written.
-    async fn is_live(
-        &self,
-        lease: &mut Lease<PgConnection>,
-        key: &StorageKey,
-        now: OffsetDateTime,
-    ) -> Result<bool, Error> {
-        let r = sqlx::query(AssertSqlSafe(self.sql.is_live.clone()))
-            .bind(key.as_str())
-            .bind(now)
-            .fetch_optional(lease.begin())
-            .await;
-        Ok(lease.finish(r)?.is_some())
-    }
-}
+/// PostgreSQL's statements and binds for [`SqlStore`]. Only a type parameter: there is
+/// no value of it.
+#[derive(Debug)]
+pub enum PgDialect {}
 
 /// PostgreSQL errors beyond the SQLSTATE classes of the shared classifier.
 fn db_error_hook(e: &dyn DatabaseError) -> Option<ErrorClass> {
@@ -220,136 +38,146 @@ fn db_error_hook(e: &dyn DatabaseError) -> Option<ErrorClass> {
     }
 }
 
-fn decode_row(row: &PgRow) -> Result<StoredRecord, Error> {
-    let payload: Vec<u8> = row.try_get(0).map_err(decode_err)?;
-    let expires_at: OffsetDateTime = row.try_get(1).map_err(decode_err)?;
-    let version: i64 = row.try_get(2).map_err(decode_err)?;
-    let version = u64::try_from(version).map_err(|_| malformed("negative version"))?;
-    Ok(StoredRecord {
-        payload: Bytes::from(payload),
-        expires_at,
-        version,
-    })
-}
+// The binds are written out per database rather than shared generically; see
+// `session_sql_common::dialect` for why.
+impl Dialect for PgDialect {
+    type Connection = PgConnection;
 
-fn decode_err(e: sqlx::Error) -> Error {
-    session_sql_common::error::to_core(e, db_error_hook)
-}
+    const STORE_NAME: &'static str = "PostgresStore";
+    // Only the create is re-run after a deadlock (session-mysql re-runs every write).
+    const RERUN: Rerun = Rerun::Create;
+    const ERROR_HOOK: DbErrorHook = db_error_hook;
 
-#[async_trait]
-impl SessionInterface for PostgresStore {
-    async fn load(&self, key: &StorageKey) -> Result<Option<StoredRecord>, Error> {
-        let now = self.clock.now();
-        let mut lease = self.lease().await?;
-        let r = sqlx::query(AssertSqlSafe(self.sql.load.clone()))
+    const SCHEMA_VERSION: i64 = migrate::SCHEMA_VERSION;
+    const MIGRATIONS: &'static [Migration] = migrate::MIGRATIONS;
+    // undefined_table
+    const UNDEFINED_TABLE: &'static str = "42P01";
+
+    fn statements(table: &TableName) -> Statements {
+        sql::statements(table)
+    }
+
+    async fn load(
+        conn: &mut PgConnection,
+        sql: &Statements,
+        key: &StorageKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<RawRecord>, sqlx::Error> {
+        let row = sqlx::query(AssertSqlSafe(sql.load.clone()))
             .bind(key.as_str())
             .bind(now)
-            .fetch_optional(lease.begin())
-            .await;
-        lease.finish(r)?.as_ref().map(decode_row).transpose()
+            .fetch_optional(conn)
+            .await?;
+        row.map(|row| {
+            Ok(RawRecord {
+                payload: row.try_get(0)?,
+                expires_at: row.try_get(1)?,
+                version: row.try_get(2)?,
+            })
+        })
+        .transpose()
     }
 
-    async fn save(
-        &self,
+    async fn create(
+        conn: &mut PgConnection,
+        sql: &Statements,
         key: &StorageKey,
         record: &NewRecord,
-        mode: SaveMode,
-    ) -> Result<Version, Error> {
-        let now = self.clock.now();
-        let mut lease = self.lease().await?;
-        match mode {
-            SaveMode::Create => {
-                let mut attempt = 1;
-                let done = loop {
-                    let r = sqlx::query(AssertSqlSafe(self.sql.create.clone()))
-                        .bind(key.as_str())
-                        .bind(record.payload.as_ref())
-                        .bind(record.expires_at)
-                        .bind(now)
-                        .execute(lease.begin())
-                        .await;
-                    match r {
-                        Err(e)
-                            if attempt < CONFLICT_ATTEMPTS && lease.is_transient_conflict(&e) =>
-                        {
-                            attempt += 1;
-                        }
-                        r => break lease.finish(r)?,
-                    }
-                };
-                if done.rows_affected() == 1 {
-                    Ok(FIRST_VERSION)
-                } else {
-                    Err(Error::Collision)
-                }
-            }
-            SaveMode::Update { expected_version } => {
-                // A version beyond BIGINT cannot be stored, so it matches no row.
-                if let Ok(expected) = i64::try_from(expected_version) {
-                    let r = sqlx::query(AssertSqlSafe(self.sql.update.clone()))
-                        .bind(record.payload.as_ref())
-                        .bind(record.expires_at)
-                        .bind(key.as_str())
-                        .bind(expected)
-                        .bind(now)
-                        .execute(lease.begin())
-                        .await;
-                    if lease.finish(r)?.rows_affected() == 1 {
-                        return Ok(expected_version + 1);
-                    }
-                }
-                if self.is_live(&mut lease, key, now).await? {
-                    Err(Error::Conflict)
-                } else {
-                    Err(Error::NotFound)
-                }
-            }
-        }
-    }
-
-    async fn expire(&self, key: &StorageKey) -> Result<(), Error> {
-        let mut lease = self.lease().await?;
-        let r = sqlx::query(AssertSqlSafe(self.sql.expire.clone()))
+        now: OffsetDateTime,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(AssertSqlSafe(sql.create.clone()))
             .bind(key.as_str())
-            .execute(lease.begin())
-            .await;
-        lease.finish(r).map(drop)
+            .bind(record.payload.as_ref())
+            .bind(record.expires_at)
+            .bind(now)
+            .execute(conn)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
-    async fn touch(&self, key: &StorageKey, expires_at: OffsetDateTime) -> Result<bool, Error> {
-        let now = self.clock.now();
-        let mut lease = self.lease().await?;
-        let r = sqlx::query(AssertSqlSafe(self.sql.touch.clone()))
+    async fn update(
+        conn: &mut PgConnection,
+        sql: &Statements,
+        key: &StorageKey,
+        record: &NewRecord,
+        expected: i64,
+        now: OffsetDateTime,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(AssertSqlSafe(sql.update.clone()))
+            .bind(record.payload.as_ref())
+            .bind(record.expires_at)
+            .bind(key.as_str())
+            .bind(expected)
+            .bind(now)
+            .execute(conn)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn is_live(
+        conn: &mut PgConnection,
+        sql: &Statements,
+        key: &StorageKey,
+        now: OffsetDateTime,
+    ) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query(AssertSqlSafe(sql.is_live.clone()))
+            .bind(key.as_str())
+            .bind(now)
+            .fetch_optional(conn)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn expire(
+        conn: &mut PgConnection,
+        sql: &Statements,
+        key: &StorageKey,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(sql.expire.clone()))
+            .bind(key.as_str())
+            .execute(conn)
+            .await
+            .map(drop)
+    }
+
+    async fn touch(
+        conn: &mut PgConnection,
+        sql: &Statements,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, sqlx::Error> {
+        let done = sqlx::query(AssertSqlSafe(sql.touch.clone()))
             .bind(expires_at)
             .bind(key.as_str())
             .bind(now)
-            .execute(lease.begin())
-            .await;
-        Ok(lease.finish(r)?.rows_affected() > 0)
+            .execute(conn)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
-    async fn delete_expired(&self) -> Result<u64, Error> {
-        // One "now" for the whole purge, so sessions expiring while it runs cannot
-        // keep it going forever.
-        let now = self.clock.now();
-        let batch = i64::from(self.delete_batch);
-        let mut lease = self.lease().await?;
-        let mut total = 0;
-        loop {
-            let r = sqlx::query(AssertSqlSafe(self.sql.purge.clone()))
-                .bind(now)
-                .bind(batch)
-                .execute(lease.begin())
-                .await;
-            let n = lease.finish(r)?.rows_affected();
-            total += n;
-            if n < self.delete_batch.into() {
-                return Ok(total);
-            }
-        }
+    async fn purge(
+        conn: &mut PgConnection,
+        sql: &Statements,
+        now: OffsetDateTime,
+        batch: i64,
+    ) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(AssertSqlSafe(sql.purge.clone()))
+            .bind(now)
+            .bind(batch)
+            .execute(conn)
+            .await?;
+        Ok(done.rows_affected())
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::full().with_durable(true)
+    fn migration_sql(table: &TableName) -> MigrationSql {
+        migrate::migration_sql(table)
+    }
+
+    async fn migrate(
+        conn: &mut PgConnection,
+        table: &TableName,
+    ) -> Result<MigrationOutcome, sqlx::Error> {
+        migrate::run(conn, table).await
     }
 }

@@ -1,17 +1,24 @@
 #![doc = include_str!("../README.md")]
 
 pub mod cleanup;
-#[cfg(feature = "testing")]
-pub mod contract;
+pub mod dialect;
 pub mod error;
+pub mod migrate;
 pub mod pool;
+pub mod store;
 mod table;
 pub mod testing;
 
 pub use cleanup::{CleanupSchedule, spawn_cleanup};
+pub use dialect::{Dialect, RawRecord, Rerun, Statements};
 pub use error::{DbErrorHook, ErrorClass, SchemaTooNew};
+pub use migrate::{Migration, MigrationOutcome, MigrationSql};
 pub use pool::{ConnectionSource, Lease, PoolSettings};
+pub use store::{SqlStore, SqlStoreBuilder};
 pub use table::{MAX_TABLE_NAME_LEN, TableName};
+
+/// The table name used when none is configured.
+pub const DEFAULT_TABLE: &str = "sessions";
 
 /// Rows a `delete_expired` statement removes at most, unless configured otherwise:
 /// big enough to purge 100,000 rows in a hundred statements, small enough that no

@@ -1,4 +1,12 @@
-//! Helpers for tests that need a database server.
+//! Helpers for tests that need a database server: [`server_url`], and with the
+//! `testing` feature the tests both SQL stores share ([`integration`], expanded by
+//! [`sql_store_tests!`](crate::sql_store_tests)) and the store-agnostic
+//! [`contract`] checks they run.
+
+#[cfg(feature = "testing")]
+pub mod contract;
+#[cfg(feature = "testing")]
+pub mod integration;
 
 /// The server URL in environment variable `var` (read at run time), for a test of
 /// backend `backend` (`"postgres"`, `"mysql"`, …).

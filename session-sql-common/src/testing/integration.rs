@@ -1,0 +1,462 @@
+//! The integration tests both SQL stores run beyond the conformance suite — schema
+//! and migrations, hostile table names, unreadable rows, pool exhaustion, a caller's
+//! `sqlx::Pool`, a 100,000-row purge, connection loss, and the SQL-specific
+//! [`contract`] checks — written once here, generic over a [`TestServer`] that
+//! supplies what differs per database (its URL variable, and the raw SQL a test sends
+//! behind the store's back). A store crate expands them with
+//! [`sql_store_tests!`](crate::sql_store_tests).
+//!
+//! Every test works on a fresh table (or, for the connection-loss test, connections
+//! the server can tell apart), so the tests run in parallel against one server. Each
+//! one skips when the server's URL variable is unset, unless `SESSION_TEST_REQUIRE`
+//! names the backend ([`server_url`]).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use session_core::time::{Duration, OffsetDateTime};
+use session_core::{
+    Bytes, Clock, ConfigError, Error, ManualClock, NewRecord, SaveMode, SessionInterface,
+    StorageKey,
+};
+use sqlx::Connection;
+use sqlx::pool::PoolOptions;
+
+use super::contract::{self, key};
+use super::server_url;
+use crate::dialect::Dialect;
+use crate::error::SchemaTooNew;
+use crate::migrate::MigrationConnection;
+use crate::store::{ConnectOptionsOf, SqlStore};
+use crate::table::TableName;
+
+/// Rows [`TestServer::insert_expiring_rows`] inserts.
+pub const BULK_ROWS: u64 = 100_000;
+
+/// What the shared tests need from one database: names, and the statements they run
+/// on a connection of their own to set up or inspect what the store cannot.
+///
+/// Implemented by a unit type in the store crate's integration tests. The methods may
+/// panic (fail the test) on any error.
+pub trait TestServer: 'static {
+    /// The store's dialect.
+    type Dialect: Dialect;
+    /// What [`isolate`](Self::isolate) sets up to find the store's connections again.
+    type Isolation;
+
+    /// The backend's name in `SESSION_TEST_REQUIRE` (`"postgres"`, `"mysql"`).
+    const BACKEND: &'static str;
+    /// The variable with the server URL (`SESSION_TEST_POSTGRES_URL`, …).
+    const URL_VAR: &'static str;
+    /// The variable with a shell command that restarts the server; when set, the
+    /// connection-loss test runs it instead of killing the store's connections.
+    const RESTART_CMD_VAR: &'static str;
+    /// A URL of this database's scheme on which nothing listens.
+    const UNREACHABLE_URL: &'static str;
+
+    /// Asserts the columns (names, types, collations) and the `expires_at` index that
+    /// `migrate()` created for `table`.
+    fn assert_schema(url: &str, table: &str) -> impl Future<Output = ()>;
+
+    /// The rows of `<table>_migrations`: version and description.
+    fn migration_log(url: &str, table: &str) -> impl Future<Output = Vec<(i64, String)>>;
+
+    /// Inserts a row for `key`, live until `expires_at`, whose version (-5) no store
+    /// can accept.
+    fn insert_unreadable_row(
+        url: &str,
+        table: &str,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+    ) -> impl Future<Output = ()>;
+
+    /// Inserts [`BULK_ROWS`] rows that expire at `expires_at`, in one statement.
+    fn insert_expiring_rows(
+        url: &str,
+        table: &str,
+        expires_at: OffsetDateTime,
+    ) -> impl Future<Output = ()>;
+
+    /// Runs `while_locked` while another client holds the row lock of `key` in a
+    /// transaction (`SELECT … FOR UPDATE`), and commits afterwards.
+    fn with_row_locked<F: Future>(
+        url: &str,
+        table: &str,
+        key: &StorageKey,
+        while_locked: F,
+    ) -> impl Future<Output = F::Output>;
+
+    /// Connect options for a store whose server connections can be found (and killed)
+    /// later, and what finds them.
+    fn isolate(
+        url: &str,
+    ) -> impl Future<Output = (ConnectOptionsOf<Self::Dialect>, Self::Isolation)>;
+
+    /// Kills every server connection of the isolated store, as a server restart would.
+    fn kill_connections(url: &str, isolation: &Self::Isolation) -> impl Future<Output = ()>;
+
+    /// Removes whatever [`isolate`](Self::isolate) created.
+    fn release(url: &str, isolation: Self::Isolation) -> impl Future<Output = ()>;
+}
+
+/// The store type under test.
+type Store<S> = SqlStore<<S as TestServer>::Dialect>;
+
+/// The server URL, or `None` (after printing a skip line) when unset.
+pub fn url<S: TestServer>() -> Option<String> {
+    server_url(S::URL_VAR, S::BACKEND)
+}
+
+/// A table name unique to this test run.
+pub fn table(tag: &str) -> String {
+    format!("t_{tag}_{}", &key().as_str()[..12])
+}
+
+/// A migrated store on a fresh table with a manual clock, or `None` when the server is
+/// not configured.
+pub async fn store<S: TestServer>(tag: &str) -> Option<(Store<S>, ManualClock)> {
+    let url = url::<S>()?;
+    let clock = ManualClock::starting_now();
+    let store = Store::<S>::open(&url, &table(tag), Some(clock.shared()))
+        .await
+        .expect("open store");
+    Some((store, clock))
+}
+
+fn rec(payload: &'static [u8], expires_at: OffsetDateTime) -> NewRecord {
+    NewRecord {
+        payload: Bytes::from_static(payload),
+        expires_at,
+    }
+}
+
+/// A table name outside the alphabet is a typed configuration error, before any SQL
+/// exists (nothing listens at the URL).
+pub fn hostile_table_names_are_rejected_before_any_sql<S: TestServer>() {
+    for name in ["sessions; DROP TABLE users", "a\"b", "", "Sessions", "x.y"] {
+        let err = Store::<S>::builder()
+            .table_name(name)
+            .connect(S::UNREACHABLE_URL)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Config(ConfigError::Invalid {
+                    setting: "table name",
+                    ..
+                })
+            ),
+            "{name:?}: {err:?}"
+        );
+    }
+}
+
+/// Several stores migrating one fresh table at once (the dialect's lock serialises
+/// them), idempotence, the recorded version and schema, and a newer schema refused
+/// permanently.
+pub async fn migrations_are_idempotent_and_recorded<S: TestServer>() {
+    let Some(url) = url::<S>() else { return };
+    let version = <S::Dialect as Dialect>::SCHEMA_VERSION;
+    let table = table("migrate");
+    let stores: Vec<_> = (0..4)
+        .map(|_| {
+            Store::<S>::builder()
+                .table_name(&table)
+                .connect(&url)
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(stores[0].schema_version().await.unwrap(), None);
+    let runs: Vec<_> = stores
+        .iter()
+        .map(|s| {
+            let s = s.clone();
+            tokio::spawn(async move { s.migrate().await })
+        })
+        .collect();
+    for r in runs {
+        assert_eq!(r.await.unwrap().unwrap(), version);
+    }
+    assert_eq!(stores[0].migrate().await.unwrap(), version);
+    assert_eq!(stores[0].schema_version().await.unwrap(), Some(version));
+
+    let rows = S::migration_log(&url, &table).await;
+    assert_eq!(rows.len(), 1, "each version is recorded once: {rows:?}");
+    assert_eq!(rows[0].0, version);
+    S::assert_schema(&url, &table).await;
+
+    // A newer schema than this build knows (recorded as a newer build would record
+    // it) is refused, permanently.
+    let mut conn = <<S::Dialect as Dialect>::Connection as Connection>::connect(&url)
+        .await
+        .unwrap();
+    let record = S::Dialect::migration_sql(&TableName::new(&table).unwrap()).record_version;
+    conn.record_version(record, 99, "future").await.unwrap();
+    let err = stores[0].migrate().await.unwrap_err();
+    assert!(!err.is_retryable());
+    let Error::Backend { source, .. } = &err else {
+        panic!("{err:?}")
+    };
+    let too_new = source
+        .downcast_ref::<SchemaTooNew>()
+        .expect("SchemaTooNew source");
+    assert_eq!((too_new.found, too_new.supported), (99, version));
+    stores[0].drop_table().await.unwrap();
+}
+
+/// A row the store cannot read is `Error::Decode`, not a panic.
+pub async fn unreadable_rows_are_decode_errors<S: TestServer>() {
+    let Some((store, clock)) = store::<S>("decode").await else {
+        return;
+    };
+    let url = url::<S>().unwrap();
+    let k = key();
+    S::insert_unreadable_row(
+        &url,
+        store.table_name(),
+        &k,
+        clock.now() + Duration::hours(1),
+    )
+    .await;
+    let err = store.load(&k).await.unwrap_err();
+    assert!(matches!(err, Error::Decode(_)), "{err:?}");
+    store.drop_table().await.unwrap();
+}
+
+/// With its only connection held by a blocked update, the store's next operation
+/// fails with a retryable error after the acquire timeout instead of hanging.
+pub async fn exhausted_pool_times_out_instead_of_hanging<S: TestServer>() {
+    let Some(url) = url::<S>() else { return };
+    let clock = ManualClock::starting_now();
+    let store = Store::<S>::builder()
+        .table_name(table("exhaust"))
+        .clock(clock.shared())
+        .max_connections(1)
+        .acquire_timeout(StdDuration::from_millis(300))
+        .connect(&url)
+        .unwrap();
+    store.migrate().await.unwrap();
+    let k = key();
+    let deadline = clock.now() + Duration::hours(1);
+    store
+        .save(&k, &rec(b"a", deadline), SaveMode::Create)
+        .await
+        .unwrap();
+
+    // Another client locks the row, so the store's update holds its only connection.
+    let mut blocked = None;
+    S::with_row_locked(&url, store.table_name(), &k, async {
+        blocked = Some(tokio::spawn({
+            let (store, k) = (store.clone(), k.clone());
+            async move {
+                let update = SaveMode::Update {
+                    expected_version: 1,
+                };
+                store.save(&k, &rec(b"b", deadline), update).await
+            }
+        }));
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+
+        let started = Instant::now();
+        let r = tokio::time::timeout(StdDuration::from_secs(5), store.load(&key())).await;
+        let err = r.expect("an exhausted pool must not hang").unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+        assert!(started.elapsed() >= StdDuration::from_millis(250));
+    })
+    .await;
+    let blocked = blocked.expect("the update was started");
+    assert_eq!(blocked.await.unwrap().unwrap(), 2);
+    store.drop_table().await.unwrap();
+}
+
+/// A store on a caller's `sqlx::Pool` keeps the compare-and-set and create contracts.
+pub async fn accepts_a_callers_sqlx_pool<S: TestServer>() {
+    let Some(url) = url::<S>() else { return };
+    let pool = PoolOptions::<<<S::Dialect as Dialect>::Connection as Connection>::Database>::new()
+        .max_connections(8)
+        .connect(&url)
+        .await
+        .unwrap();
+    let clock = ManualClock::starting_now();
+    let store = Store::<S>::builder()
+        .table_name(table("sqlxpool"))
+        .clock(clock.shared())
+        .with_pool(pool)
+        .unwrap();
+    store.migrate().await.unwrap();
+    contract::update_cas(&store, &clock).await;
+    let shared: Arc<dyn SessionInterface> = Arc::new(store.clone());
+    contract::concurrent_creates(shared, &clock, 16).await;
+    store.drop_table().await.unwrap();
+}
+
+/// `delete_expired` purges [`BULK_ROWS`] expired rows in batches and leaves live ones.
+pub async fn delete_expired_purges_100k_rows_in_batches<S: TestServer>() {
+    let Some((store, clock)) = store::<S>("bulk").await else {
+        return;
+    };
+    let url = url::<S>().unwrap();
+    // Bulk setup in one statement; the purge is the subject.
+    S::insert_expiring_rows(&url, store.table_name(), clock.now() + Duration::minutes(1)).await;
+    let live: Vec<_> = (0..5).map(|_| key()).collect();
+    for k in &live {
+        let rec = rec(b"live", clock.now() + Duration::hours(1));
+        store.save(k, &rec, SaveMode::Create).await.unwrap();
+    }
+    clock.advance(Duration::minutes(2));
+    assert_eq!(store.delete_expired().await.unwrap(), BULK_ROWS);
+    for k in &live {
+        assert!(store.load(k).await.unwrap().is_some());
+    }
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    store.drop_table().await.unwrap();
+}
+
+/// Connection loss in the middle of a loop of updates: by default every server
+/// connection of the store is killed ([`TestServer::kill_connections`], what a server
+/// restart does to clients); with [`TestServer::RESTART_CMD_VAR`] set, that shell
+/// command runs instead (e.g. a real restart). The errors are retryable, the same store
+/// value recovers, and every update acknowledged before the fault is still there.
+pub async fn connection_loss_gives_retryable_errors_then_recovers<S: TestServer>() {
+    let Some(url) = url::<S>() else { return };
+    let (options, isolation) = S::isolate(&url).await;
+    let clock = ManualClock::starting_now();
+    let store = Store::<S>::builder()
+        .table_name(table("fault"))
+        .clock(clock.shared())
+        .max_connections(4)
+        .connect_with(options)
+        .unwrap();
+    store.migrate().await.unwrap();
+    let keys: Vec<_> = (0..8).map(|_| key()).collect();
+    let deadline = clock.now() + Duration::hours(1);
+    let mut last_ok = vec![0u64; keys.len()];
+    for (i, k) in keys.iter().enumerate() {
+        last_ok[i] = store
+            .save(k, &rec(b"v", deadline), SaveMode::Create)
+            .await
+            .unwrap();
+    }
+    let mut errors = 0;
+    for round in 0..200 {
+        if round == 100 {
+            inject_fault::<S>(&url, &isolation).await;
+        }
+        let i = round % keys.len();
+        let mode = SaveMode::Update {
+            expected_version: last_ok[i],
+        };
+        match store.save(&keys[i], &rec(b"v", deadline), mode).await {
+            Ok(v) => last_ok[i] = v,
+            Err(e) => {
+                assert!(e.is_retryable(), "round {round}: {e:?}");
+                errors += 1;
+                // The failed update may or may not have committed: resync the version.
+                tokio::time::sleep(StdDuration::from_millis(50)).await;
+                if let Ok(Some(r)) = store.load(&keys[i]).await {
+                    last_ok[i] = r.version;
+                }
+            }
+        }
+    }
+    assert!(errors > 0, "the fault was not noticed");
+    assert!(errors < 100, "the store did not recover: {errors} errors");
+    for (i, k) in keys.iter().enumerate() {
+        let got = store
+            .load(k)
+            .await
+            .unwrap()
+            .expect("acknowledged record lost");
+        assert!(got.version >= last_ok[i], "acknowledged update lost");
+    }
+    store.drop_table().await.unwrap();
+    store.close().await;
+    S::release(&url, isolation).await;
+}
+
+async fn inject_fault<S: TestServer>(url: &str, isolation: &S::Isolation) {
+    if let Ok(cmd) = std::env::var(S::RESTART_CMD_VAR) {
+        let status = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "{cmd} failed");
+        return;
+    }
+    S::kill_connections(url, isolation).await;
+}
+
+/// Runs a [`contract`] check on a fresh table, then drops the table.
+async fn contract_check<S: TestServer>(tag: &str, check: impl AsyncFnOnce(Store<S>, &ManualClock)) {
+    let Some((store, clock)) = store::<S>(tag).await else {
+        return;
+    };
+    check(store.clone(), &clock).await;
+    store.drop_table().await.unwrap();
+}
+
+/// [`contract::create_and_collision`] on a fresh table.
+pub async fn create_and_collision<S: TestServer>() {
+    contract_check::<S>("create_and_collision", async |s, c| {
+        contract::create_and_collision(&s, c).await
+    })
+    .await;
+}
+
+/// [`contract::create_over_expired`] on a fresh table.
+pub async fn create_over_expired<S: TestServer>() {
+    contract_check::<S>("create_over_expired", async |s, c| {
+        contract::create_over_expired(&s, c).await
+    })
+    .await;
+}
+
+/// [`contract::delete_expired`] of 2,500 rows (three batches) on a fresh table.
+pub async fn delete_expired_in_batches<S: TestServer>() {
+    contract_check::<S>("delete_expired_in_batches", async |s, c| {
+        contract::delete_expired(Arc::new(s), c, 2_500).await
+    })
+    .await;
+}
+
+/// Expands into the [`integration`](self) tests, each a test function of the same
+/// name, for the [`TestServer`] given (a type of the calling test crate, which needs
+/// `tokio` with the `macros` and `rt-multi-thread` features as a dev-dependency).
+///
+/// ```text
+/// struct Postgres;
+/// impl session_sql_common::testing::integration::TestServer for Postgres { /* … */ }
+/// session_sql_common::sql_store_tests!(Postgres);
+/// ```
+#[macro_export]
+macro_rules! sql_store_tests {
+    ($server:ty) => {
+        #[test]
+        fn hostile_table_names_are_rejected_before_any_sql() {
+            $crate::testing::integration::hostile_table_names_are_rejected_before_any_sql::<$server>();
+        }
+
+        $crate::sql_store_tests!(@each $server, #[tokio::test];
+            migrations_are_idempotent_and_recorded,
+            unreadable_rows_are_decode_errors,
+            exhausted_pool_times_out_instead_of_hanging,
+            accepts_a_callers_sqlx_pool,
+        );
+        $crate::sql_store_tests!(@each $server, #[tokio::test(flavor = "multi_thread", worker_threads = 2)];
+            delete_expired_purges_100k_rows_in_batches,
+            connection_loss_gives_retryable_errors_then_recovers,
+            create_and_collision,
+            create_over_expired,
+            delete_expired_in_batches,
+        );
+    };
+    (@each $server:ty, #[$test:meta]; $($name:ident,)*) => {$(
+        #[$test]
+        async fn $name() {
+            $crate::testing::integration::$name::<$server>().await;
+        }
+    )*};
+}
