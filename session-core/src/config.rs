@@ -289,6 +289,7 @@ impl SessionConfigBuilder {
         if c.partitioned && !c.secure {
             return Err(ConfigError::PartitionedWithoutSecure);
         }
+        check_name_prefix(&c)?;
         if c.max_payload_bytes == 0 {
             return Err(ConfigError::ZeroPayloadLimit);
         }
@@ -307,6 +308,36 @@ impl SessionConfigBuilder {
         }
         Ok(c)
     }
+}
+
+/// The cookie name prefixes (RFC 6265bis 4.1.3; browsers match them ignoring case):
+/// `__Secure-` needs `Secure`; `__Host-` needs `Secure`, `Path=/` and no `Domain`.
+fn check_name_prefix(c: &SessionConfig) -> Result<(), ConfigError> {
+    let has = |prefix: &str| {
+        c.cookie_name
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    };
+    let fail = |prefix, requirement| {
+        Err(ConfigError::CookiePrefix {
+            prefix,
+            requirement,
+        })
+    };
+    if has("__Host-") {
+        if !c.secure {
+            return fail("__Host-", "the Secure attribute");
+        }
+        if c.path != "/" {
+            return fail("__Host-", "Path=/");
+        }
+        if c.domain.is_some() {
+            return fail("__Host-", "no Domain attribute");
+        }
+    } else if has("__Secure-") && !c.secure {
+        return fail("__Secure-", "the Secure attribute");
+    }
+    Ok(())
 }
 
 /// RFC 6265 `cookie-name` = RFC 2616 `token`: visible ASCII without separators.
@@ -414,10 +445,56 @@ mod tests {
         }
     }
 
+    /// Security review (HARDENING.md): a `__Host-` cookie with a Domain (this module's
+    /// own example once had one) or a prefixed cookie without Secure was accepted,
+    /// and browsers silently refuse to store such cookies.
+    #[test]
+    fn cookie_name_prefixes_require_their_attributes() {
+        let b = || SessionConfig::builder().cookie_name("__Host-sid");
+        let prefix = |prefix, requirement| ConfigError::CookiePrefix {
+            prefix,
+            requirement,
+        };
+        let cases = [
+            (b().secure(false), prefix("__Host-", "the Secure attribute")),
+            (b().path("/app"), prefix("__Host-", "Path=/")),
+            (
+                b().domain(Some("example.com".into())),
+                prefix("__Host-", "no Domain attribute"),
+            ),
+            (
+                b().cookie_name("__host-sid").secure(false),
+                prefix("__Host-", "the Secure attribute"),
+            ),
+            (
+                b().cookie_name("__SECURE-sid").secure(false),
+                prefix("__Secure-", "the Secure attribute"),
+            ),
+        ];
+        for (builder, expected) in cases {
+            assert_eq!(builder.build().unwrap_err(), expected);
+        }
+        assert!(b().build().is_ok());
+        let secure = SessionConfig::builder().cookie_name("__Secure-sid");
+        assert!(
+            secure
+                .clone()
+                .path("/app")
+                .domain(Some("a.test".into()))
+                .build()
+                .is_ok()
+        );
+        // Not a prefix: no requirement.
+        let plain = SessionConfig::builder()
+            .cookie_name("_Host-sid")
+            .secure(false);
+        assert!(plain.build().is_ok());
+    }
+
     #[test]
     fn valid_custom_settings_build() {
         let c = SessionConfig::builder()
-            .cookie_name("__Host-sid")
+            .cookie_name("__Secure-sid")
             .domain(Some("example.com".into()))
             .same_site(SameSite::None)
             .partitioned(true)

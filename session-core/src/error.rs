@@ -167,6 +167,16 @@ pub enum ConfigError {
     /// `Partitioned` cookies must be `Secure`.
     #[error("Partitioned cookies require the Secure attribute")]
     PartitionedWithoutSecure,
+    /// A `__Secure-` or `__Host-` cookie name without the attributes browsers require
+    /// for it (`Secure`; for `__Host-` also `Path=/` and no `Domain`). Browsers refuse
+    /// to store such a cookie, so no session would ever stick.
+    #[error("a cookie named {prefix}… requires {requirement}")]
+    CookiePrefix {
+        /// `"__Secure-"` or `"__Host-"`.
+        prefix: &'static str,
+        /// What the prefix requires that the configuration lacks.
+        requirement: &'static str,
+    },
     /// The payload limit is zero.
     #[error("the payload limit must be at least 1 byte")]
     ZeroPayloadLimit,

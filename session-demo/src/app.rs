@@ -52,7 +52,18 @@ pub fn router(manager: SessionManager, backend: &'static str) -> Router {
         .route("/session", get(session_page))
         .fallback(not_found)
         .layer(layer)
+        .layer(axum::middleware::map_response(no_store))
         .with_state(state)
+}
+
+/// Every page is per-session (a CSRF token, the cart, a `Set-Cookie`): no cache,
+/// shared or private, may keep or replay one.
+async fn no_store(mut response: axum::response::Response) -> axum::response::Response {
+    response
+        .headers_mut()
+        .entry(axum::http::header::CACHE_CONTROL)
+        .or_insert(axum::http::HeaderValue::from_static("no-store"));
+    response
 }
 
 /// A handler failure: a session error becomes a 500 page (and, through the layer's

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use session_cookie::{EncryptedCookies, SignedCookies};
 use session_core::{SessionConfig, SessionInterface, SessionManager, SessionToken};
-use session_crypto::{EncryptedStore, Key, KeyRing};
+use session_crypto::{EncryptedStore, Key, KeyError, KeyRing};
 
 use crate::{BackendKind, DemoError, Options, Sealing};
 
@@ -114,7 +114,16 @@ fn key_ring(specs: &[String]) -> Result<Option<KeyRing>, DemoError> {
                     "expected ID:SECRET (e.g. 2025-06:<32+ random characters>)".to_owned(),
                 )
             })?;
-            Key::new(id, secret.as_bytes()).map_err(|e| DemoError::SecretKey(e.to_string()))
+            Key::new(id, secret.as_bytes()).map_err(|e| {
+                DemoError::SecretKey(match e {
+                    // The part before the first `:` may be a secret typed without
+                    // an id: never echo it.
+                    KeyError::InvalidId(_) => {
+                        "the ID before `:` must be 1 to 32 characters of [A-Za-z0-9._-]".to_owned()
+                    }
+                    e => e.to_string(),
+                })
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     KeyRing::from_keys(keys)
@@ -154,5 +163,19 @@ mod tests {
         }
         let twice = format!("same:{secret}");
         assert!(key_ring(&[twice.clone(), twice]).is_err());
+    }
+
+    /// Security review (HARDENING.md): a secret typed with a `:` but without an id
+    /// was echoed in the error (as the invalid id).
+    #[test]
+    fn errors_never_echo_what_may_be_a_secret() {
+        let secret = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A+/x";
+        let spec = format!("{secret}:{secret}");
+        let Err(error) = key_ring(&[spec]) else {
+            panic!("a 50-character id is invalid");
+        };
+        let message = error.to_string();
+        assert!(!message.contains(&secret[..8]), "{message}");
+        assert!(message.contains("ID"), "{message}");
     }
 }

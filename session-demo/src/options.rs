@@ -17,7 +17,10 @@ use crate::DemoError;
 /// Every flag can also be given as the environment variable in its help text; a
 /// flag wins over the variable. Boolean options take `true`/`false` (or `yes`/`no`,
 /// `1`/`0`); a bare `--permanent` means `true`.
-#[derive(Debug, Clone, Parser)]
+///
+/// `Debug` hides the `--secret-key` values and any password in `--backend-url`, so
+/// the options can be logged.
+#[derive(Clone, Parser)]
 #[command(name = "session-demo", version, about, long_about = None)]
 pub struct Options {
     /// Where sessions are stored.
@@ -149,6 +152,70 @@ pub struct Options {
     /// them) or `signed` (readable, tamper-proof).
     #[arg(long, env = "SESSION_COOKIE_SEALING", value_enum, default_value_t = Sealing::Encrypted)]
     pub cookie_sealing: Sealing,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("backend", &self.backend)
+            .field("backend_url", &self.backend_url.as_deref().map(redact_urls))
+            .field("file_dir", &self.file_dir)
+            .field("sql_table", &self.sql_table)
+            .field("redis_key_prefix", &self.redis_key_prefix)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("cookie_name", &self.cookie_name)
+            .field("cookie_secure", &self.cookie_secure)
+            .field("insecure_cookies", &self.insecure_cookies)
+            .field("cookie_http_only", &self.cookie_http_only)
+            .field("cookie_same_site", &self.cookie_same_site)
+            .field("cookie_path", &self.cookie_path)
+            .field("cookie_domain", &self.cookie_domain)
+            .field("cookie_partitioned", &self.cookie_partitioned)
+            .field("idle_lifetime", &self.idle_lifetime)
+            .field("absolute_lifetime", &self.absolute_lifetime)
+            .field("permanent", &self.permanent)
+            .field("refresh_each_request", &self.refresh_each_request)
+            .field("max_payload_bytes", &self.max_payload_bytes)
+            .field("save_attempts", &self.save_attempts)
+            .field("rotate_every", &self.rotate_every)
+            .field("rotation_grace", &self.rotation_grace)
+            .field(
+                "secret_keys",
+                &format_args!("<{} redacted>", self.secret_keys.len()),
+            )
+            .field("cookie_sealing", &self.cookie_sealing)
+            .finish()
+    }
+}
+
+/// `url` (or a comma-separated list of them) with the password of each URL's user
+/// info and the whole query string (libpq and some drivers accept `?password=`)
+/// replaced by `<redacted>`.
+fn redact_urls(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let Some((scheme, rest)) = url.split_once("://") else {
+                return url.to_owned();
+            };
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(end);
+            let authority = match authority.rsplit_once('@') {
+                Some((user_info, host)) => match user_info.split_once(':') {
+                    Some((user, _password)) => format!("{user}:<redacted>@{host}"),
+                    // A bare user info may itself be a token (`redis://TOKEN@host`).
+                    None => format!("<redacted>@{host}"),
+                },
+                None => authority.to_owned(),
+            };
+            let tail = match tail.split_once('?') {
+                Some((path, _query)) => format!("{path}?<redacted>"),
+                None => tail.to_owned(),
+            };
+            format!("{scheme}://{authority}{tail}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The session backends the demo can run on.
@@ -332,6 +399,37 @@ mod tests {
         assert_eq!(options.session_config().unwrap(), SessionConfig::default());
         assert_eq!(options.port, 3000);
         assert_eq!(options.host.to_string(), "127.0.0.1");
+    }
+
+    /// Security review (HARDENING.md): `Debug` of the options once printed every
+    /// `--secret-key` and the backend URL's password.
+    #[test]
+    fn debug_hides_secret_keys_and_url_passwords() {
+        let secret = "s3cr3t-0123456789abcdef0123456789abcdef";
+        let options = Options::parse_args([
+            "--backend",
+            "postgres",
+            "--backend-url",
+            "postgres://sess:hunter2pw@127.0.0.1:5432/sess?password=qu3rypw",
+            "--secret-key",
+            &format!("new:{secret}"),
+            "--secret-key",
+            &format!("old-{secret}:{secret}"),
+        ])
+        .unwrap();
+        let debug = format!("{options:?}");
+        for hidden in [secret, "hunter2pw", "qu3rypw"] {
+            assert!(!debug.contains(hidden), "{hidden} in {debug}");
+        }
+        assert!(debug.contains("postgres://sess:<redacted>@127.0.0.1:5432/sess?<redacted>"));
+        assert!(debug.contains("<2 redacted>"), "{debug}");
+        assert!(debug.contains("cookie_name: \"session_id\""), "{debug}");
+
+        assert_eq!(
+            redact_urls("redis://:pw@a:1/0,redis://tok@b:2,redis://c:3"),
+            "redis://:<redacted>@a:1/0,redis://<redacted>@b:2,redis://c:3"
+        );
+        assert_eq!(redact_urls("not a url"), "not a url");
     }
 
     #[test]

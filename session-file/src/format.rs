@@ -16,8 +16,8 @@
 //!
 //! The deadline lives in two checksummed slots so that `touch` can move it in place
 //! and still survive a torn write: it writes the slot that is *not* current with a
-//! higher sequence number, and a reader takes the valid slot with the highest
-//! sequence. A write torn by a power loss leaves that slot invalid, so the reader
+//! the next sequence number, and a reader takes the valid slot with the newer
+//! sequence (compared wrapping, in serial-number arithmetic). A write torn by a power loss leaves that slot invalid, so the reader
 //! falls back to the other slot — the old deadline — instead of a broken record.
 //! Everything else (version, payload) is only ever written by replacing the whole
 //! file atomically, and is covered by the header and payload checksums.
@@ -61,8 +61,12 @@ impl Header {
     /// and the bytes of the slot that is not current, with the next sequence number.
     pub fn touch_write(&self, expires_at: OffsetDateTime) -> (u64, [u8; SLOT_LEN]) {
         let target = 1 - self.current_slot;
-        // 2^64 touches of one record cannot happen; saturating keeps this total.
-        let seq = self.current_seq.saturating_add(1);
+        // Sequence numbers compare in serial-number arithmetic (see `newer`), so the
+        // slot written here is always read as the newer one, even past u64::MAX
+        // (which only a crafted or corrupted file can hold). Saturating here once let
+        // a touch of a slot at u64::MAX write a tie that the reader resolved to the
+        // old deadline: `touch` reported success and the deadline never moved.
+        let seq = self.current_seq.wrapping_add(1);
         (SLOT_OFFSETS[target] as u64, encode_slot(seq, expires_at))
     }
 }
@@ -116,6 +120,13 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)
+}
+
+/// Whether sequence number `b` is newer than `a`, in serial-number arithmetic
+/// (RFC 1982): `a + 1` (wrapping) is always newer than `a`, so a touch of either slot
+/// wins over the slot it replaces, whatever the stored numbers.
+fn newer(b: u64, a: u64) -> bool {
+    (b.wrapping_sub(a) as i64) > 0
 }
 
 /// A slot's `(seq, deadline)`, or `None` if its checksum or contents are invalid.
@@ -174,7 +185,7 @@ pub(crate) fn decode_header(bytes: &[u8], file_len: u64) -> Result<Header, Decod
     }
     let slots = SLOT_OFFSETS.map(|at| decode_slot(&bytes[at..at + SLOT_LEN]));
     let (current_slot, (current_seq, expires_at)) = match slots {
-        [Some(a), Some(b)] if b.0 > a.0 => (1, b),
+        [Some(a), Some(b)] if newer(b.0, a.0) => (1, b),
         [Some(a), _] => (0, a),
         [None, Some(b)] => (1, b),
         [None, None] => return Err(malformed("no valid deadline slot")),
@@ -316,6 +327,42 @@ mod tests {
             let got = decode_vec(file.clone()).unwrap();
             assert_eq!((got.expires_at, got.version), (next, 3));
             deadline = next;
+        }
+    }
+
+    /// Regression (found by the `file_record` fuzz target): a slot whose sequence
+    /// number is at or near `u64::MAX` (only a crafted or corrupted file holds one)
+    /// must not make a touch a silent no-op. With a saturating increment, touching
+    /// a current slot 0 at `u64::MAX` wrote a tie into slot 1 and the reader kept
+    /// slot 0: `touch` reported success and the deadline never moved.
+    #[test]
+    fn touch_moves_the_deadline_whatever_the_stored_sequence_numbers() {
+        for (seq0, seq1) in [
+            (u64::MAX, 0),
+            (u64::MAX, u64::MAX - 1),
+            (u64::MAX - 1, u64::MAX),
+            (0, u64::MAX),
+            (u64::MAX, u64::MAX),
+            (1 << 63, 0),
+        ] {
+            let mut file = encode(5, T, b"payload");
+            file[SLOT_OFFSETS[0]..][..SLOT_LEN].copy_from_slice(&encode_slot(seq0, T));
+            file[SLOT_OFFSETS[1]..][..SLOT_LEN].copy_from_slice(&encode_slot(seq1, T));
+            let mut deadline = T;
+            for round in 0..4 {
+                let header = decode_header(&file, file.len() as u64).unwrap();
+                assert_eq!(header.expires_at, deadline);
+                let next = deadline - Duration::hours(1);
+                let (at, slot) = header.touch_write(next);
+                file[at as usize..][..SLOT_LEN].copy_from_slice(&slot);
+                let got = decode_vec(file.clone()).unwrap();
+                assert_eq!(
+                    (got.expires_at, got.version),
+                    (next, 5),
+                    "seqs ({seq0}, {seq1}) round {round}"
+                );
+                deadline = next;
+            }
         }
     }
 

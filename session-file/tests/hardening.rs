@@ -1,0 +1,209 @@
+//! Security-review and fuzzing regressions for the file store (see HARDENING.md at
+//! the workspace root): what an attacker who can read the store's directory sees,
+//! and inputs the `file_record` fuzz target found.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use session_core::time::{Duration, OffsetDateTime};
+use session_core::{
+    Bytes, CookieDecision, ManualClock, NewRecord, SaveMode, SessionConfig, SessionInterface,
+    SessionManager, SessionToken, StorageKey, TOKEN_BYTES,
+};
+use session_file::{FileStore, TouchMode};
+
+/// Decodes unpadded base64url (the cookie alphabet), by hand so the test needs no
+/// extra dependency.
+fn base64url_decode(s: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'-' => 62,
+        b'_' => 63,
+        _ => panic!("not base64url: {c:?}"),
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes() {
+        acc = (acc << 6) | u32::from(value(c));
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+/// Every file under `dir` (recursively) with its path relative to `dir`.
+fn files(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+            if fs::symlink_metadata(&p).unwrap().is_dir() {
+                stack.push(p.clone());
+            }
+            out.push((rel, p));
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn set_value(decision: &CookieDecision) -> String {
+    match decision {
+        CookieDecision::Set(c) => c.value().to_owned(),
+        other => panic!("expected a Set-Cookie, got {other:?}"),
+    }
+}
+
+/// Hashing at rest, checked on the raw directory: sessions created, rotated
+/// (`cycle_id`, which leaves a pointer to the new id behind) and updated through
+/// the manager leave no cookie value and no raw token bytes in any file name or
+/// file content; the record files are named by the SHA-256 storage key.
+#[tokio::test]
+async fn the_raw_store_directory_holds_no_cookie_value_or_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).await.unwrap();
+    let manager = SessionManager::new(Arc::new(store), SessionConfig::default());
+
+    let mut cookies = Vec::new();
+    for i in 0..16 {
+        let s = manager.session(None);
+        s.insert("user", &format!("user-{i}")).await.unwrap();
+        let cookie = set_value(&manager.finish(&s).await.unwrap());
+        cookies.push(cookie.clone());
+        if i % 2 == 0 {
+            // Login: rotate the id; both the old and the new cookie must stay secret.
+            let s = manager.session(Some(&cookie));
+            s.insert("role", &"admin").await.unwrap();
+            s.cycle_id().await.unwrap();
+            cookies.push(set_value(&manager.finish(&s).await.unwrap()));
+        } else {
+            // A plain update rewrites the record.
+            let s = manager.session(Some(&cookie));
+            s.insert("visits", &i).await.unwrap();
+            let _ = manager.finish(&s).await.unwrap();
+        }
+    }
+
+    let live_names: Vec<String> = cookies
+        .iter()
+        .map(|c| {
+            SessionToken::parse(c)
+                .expect("the manager sets a valid token")
+                .storage_key()
+                .as_str()
+                .to_owned()
+        })
+        .collect();
+    let all = files(dir.path());
+    let records: Vec<&String> = all
+        .iter()
+        .map(|(rel, _)| rel)
+        .filter(|rel| rel.len() == 2 + 1 + 64)
+        .collect();
+    assert!(!records.is_empty(), "no record files in {all:?}");
+    for rel in &records {
+        let name = &rel[3..];
+        assert!(
+            StorageKey::parse(name).is_some(),
+            "{rel} is not a storage key"
+        );
+        assert!(
+            live_names.iter().any(|k| k == name),
+            "{rel} is named by no session's hash"
+        );
+    }
+
+    for cookie in &cookies {
+        assert_eq!(cookie.len(), 43);
+        let token = base64url_decode(cookie);
+        assert_eq!(token.len(), TOKEN_BYTES);
+        for (rel, path) in &all {
+            assert!(
+                !rel.contains(cookie.as_str()),
+                "cookie in a file name: {rel}"
+            );
+            if fs::symlink_metadata(path).unwrap().is_file() {
+                let bytes = fs::read(path).unwrap();
+                assert!(!contains(&bytes, cookie.as_bytes()), "cookie in {rel}");
+                assert!(!contains(&bytes, &token), "raw token bytes in {rel}");
+            }
+        }
+    }
+    // The data itself is there (the test reads the right files).
+    assert!(
+        records
+            .iter()
+            .any(|rel| contains(&fs::read(dir.path().join(rel)).unwrap(), b"user-3"))
+    );
+}
+
+const SLOT0: usize = 32;
+
+/// Regression for the first `file_record` fuzz finding: a record whose current
+/// deadline slot holds the sequence number `u64::MAX` (only a crafted or corrupted
+/// file can) made an in-place `touch` a silent no-op: it returned `true`, but the
+/// slot it wrote tied with the current one and the reader kept the old deadline,
+/// so a session "touched" into the past stayed live. Fixed in `format.rs`:
+/// sequence numbers now increment wrapping and compare in serial-number
+/// arithmetic, so the slot a touch writes is always the newer one.
+#[tokio::test]
+async fn touch_moves_the_deadline_even_from_a_slot_at_the_maximum_sequence() {
+    let now = OffsetDateTime::from_unix_timestamp(1_893_456_000).unwrap();
+    for (mode, to) in [
+        (TouchMode::InPlace, now - Duration::hours(1)),
+        (TouchMode::InPlace, now + Duration::hours(5)),
+        (TouchMode::Rewrite, now - Duration::hours(1)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(now);
+        let store = FileStore::builder(dir.path())
+            .clock(clock.shared())
+            .touch_mode(mode)
+            .open()
+            .await
+            .unwrap();
+        let key = SessionToken::generate().unwrap().storage_key();
+        let record = NewRecord {
+            payload: Bytes::from_static(b"payload"),
+            expires_at: now + Duration::hours(1),
+        };
+        store.save(&key, &record, SaveMode::Create).await.unwrap();
+
+        // Slot 0 (current) gets the highest sequence number, with a valid checksum.
+        let path = dir.path().join(&key.as_str()[..2]).join(key.as_str());
+        let mut file = fs::read(&path).unwrap();
+        file[SLOT0..SLOT0 + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let crc = crc32fast::hash(&file[SLOT0..SLOT0 + 20]);
+        file[SLOT0 + 20..SLOT0 + 24].copy_from_slice(&crc.to_le_bytes());
+        fs::write(&path, &file).unwrap();
+        let before = store.load(&key).await.unwrap().expect("still live");
+        assert_eq!(before.expires_at, now + Duration::hours(1));
+
+        assert!(store.touch(&key, to).await.unwrap(), "{mode:?}");
+        let after = store.load(&key).await.unwrap();
+        if to > now {
+            let after = after.expect("touched into the future");
+            assert_eq!(after.expires_at, to, "{mode:?}: the deadline did not move");
+            assert_eq!(
+                (after.payload, after.version),
+                (before.payload, before.version)
+            );
+        } else {
+            assert!(
+                after.is_none(),
+                "{mode:?}: touched into the past, still live"
+            );
+        }
+    }
+}
