@@ -5,7 +5,8 @@
 #      install headless Chromium for the demo's browser test;
 #   2. rustfmt and clippy (warnings are errors);
 #   3. build the opt-in testcontainers path once, so it keeps compiling;
-#   4. every test of every crate (cargo nextest when installed, then the doctests),
+#   4. every test of every crate but the benchmarks (cargo nextest when installed,
+#      then the doctests; `scripts/bench.sh` runs the benchmarks),
 #      with every server backend required: a missing server fails, it never skips;
 #   5. the conformance CLI (the project's main command) over every backend.
 set -euo pipefail
@@ -25,10 +26,10 @@ cargo check -p conformance-tests --features containers --locked
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
-  cargo test --workspace --doc --locked
+  cargo nextest run --workspace --exclude session-bench --locked --no-fail-fast
+  cargo test --workspace --exclude session-bench --doc --locked
 else
-  cargo test --workspace --locked --no-fail-fast
+  cargo test --workspace --exclude session-bench --locked --no-fail-fast
 fi
 
 echo "== conformance CLI over every backend"

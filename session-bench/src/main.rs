@@ -1,0 +1,388 @@
+#![doc = include_str!("../README.md")]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+mod backends;
+mod contestants;
+mod harness;
+mod manager;
+mod report;
+mod workload;
+
+use backends::{Backend, Contestants, RunFn, runner};
+use harness::{BoxError, Op, Rng, RunSpec, Sample};
+use workload::Workload;
+
+/// Benchmarks our session stores against the raw drivers and tower-sessions.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Args {
+    /// Backends to measure (comma-separated): memory, file, redis, postgres, mysql.
+    /// Server backends take their URL from SESSION_TEST_REDIS_URL,
+    /// SESSION_TEST_POSTGRES_URL and SESSION_TEST_MYSQL_URL and are skipped (with a
+    /// note in the report) when it is unset.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "memory,file,redis,postgres,mysql"
+    )]
+    pub backends: Vec<String>,
+    /// Payload sizes in KiB.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    pub sizes: Vec<usize>,
+    /// Numbers of concurrent tasks.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    pub tasks: Vec<usize>,
+    /// What to measure: the store-level operations (cycle, load, update, touch,
+    /// create) and `manager` (the manager-level requests and the codec baseline).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "cycle,load,update,touch,create,manager"
+    )]
+    pub ops: Vec<String>,
+    /// Make every session value a string instead of alternating strings and
+    /// structured values.
+    #[arg(long)]
+    pub strings_only: bool,
+    /// Pre-created sessions per contestant, picked at random.
+    #[arg(long, default_value_t = 10_000)]
+    pub sessions: usize,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 0.5)]
+    pub duration: f64,
+    /// Unmeasured warm-up seconds before each run.
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup: f64,
+    /// Runs per cell; the report shows the median.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Connections per SQL contestant (ours' pool, the limit's dedicated
+    /// connections, tower-sessions' sqlx pool).
+    #[arg(long, default_value_t = 32)]
+    pub sql_pool: usize,
+    /// Most bytes of payload one create run may write to a server or disk (the run
+    /// ends early when they are used up; what it wrote is removed after it).
+    #[arg(long, default_value_t = 256)]
+    pub create_budget_mib: usize,
+    /// Where the file backend puts its directories (default: the temporary
+    /// directory, i.e. a real disk on most systems; a tmpfs would measure no fsync).
+    #[arg(long)]
+    pub file_dir: Option<PathBuf>,
+    /// Write the Markdown report here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A smoke run: 200 sessions, 50 ms runs, one repeat (numbers meaningless).
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// Who ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Who {
+    /// The raw driver.
+    Limit,
+    /// Ours, store level.
+    Ours,
+    /// tower-sessions, store level.
+    Tower,
+    /// Ours through `SessionManager`.
+    Manager,
+    /// tower-sessions through its `Session`.
+    ManagerTower,
+    /// The full serde_json decode + encode of the envelope.
+    FullCodec,
+}
+
+/// One cell's coordinates.
+pub type Key = (Backend, usize, usize, Op, Who);
+
+/// Every median measured, and what the run was.
+#[derive(Default)]
+pub struct Results {
+    /// Medians by cell.
+    pub cells: BTreeMap<KeyOrd, Sample>,
+    /// Actual payload bytes: (backend, size) → (store-level payload, manager envelope).
+    pub payload_bytes: BTreeMap<(usize, usize), (usize, usize)>,
+    /// Backends skipped, with the reason.
+    pub skipped: Vec<(Backend, String)>,
+    /// Backends that failed while measuring, with the error.
+    pub failed: Vec<(Backend, String)>,
+}
+
+/// [`Key`] with an order (the report iterates in a stable order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyOrd(pub usize, pub usize, pub usize, pub usize, pub Who);
+
+impl KeyOrd {
+    /// The ordered form of `k`.
+    pub fn of(k: Key) -> Self {
+        let b = Backend::ALL.iter().position(|x| *x == k.0).unwrap_or(0);
+        let o = Op::ALL.iter().position(|x| *x == k.3).unwrap_or(0);
+        KeyOrd(b, k.1, k.2, o, k.4)
+    }
+}
+
+impl Results {
+    /// The median sample of a cell, if it ran.
+    pub fn get(&self, k: Key) -> Option<&Sample> {
+        self.cells.get(&KeyOrd::of(k))
+    }
+}
+
+fn url_var(backend: Backend) -> Option<&'static str> {
+    match backend {
+        Backend::Memory | Backend::File => None,
+        Backend::Redis => Some("SESSION_TEST_REDIS_URL"),
+        Backend::Postgres => Some("SESSION_TEST_POSTGRES_URL"),
+        Backend::MySql => Some("SESSION_TEST_MYSQL_URL"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let mut args = Args::parse();
+    if args.quick {
+        args.sessions = args.sessions.min(200);
+        args.duration = 0.05;
+        args.warmup = 0.02;
+        args.repeats = 1;
+    }
+    for op in &args.ops {
+        if op != "manager" && !Op::ALL.iter().any(|o| o.name() == op) {
+            return Err(format!("unknown operation {op}").into());
+        }
+    }
+    let mut backends = Vec::new();
+    for name in &args.backends {
+        backends.push(Backend::parse(name).ok_or_else(|| format!("unknown backend {name}"))?);
+    }
+    let started = Instant::now();
+    let mut results = Results::default();
+    let mut rng = Rng::new(0x5e55_1015);
+    for &backend in &backends {
+        let url = match url_var(backend) {
+            None => String::new(),
+            Some(var) => match std::env::var(var) {
+                Ok(u) if !u.is_empty() => u,
+                _ => {
+                    eprintln!("[bench] {}: {var} is unset; skipped", backend.name());
+                    results
+                        .skipped
+                        .push((backend, format!("{var} was not set")));
+                    continue;
+                }
+            },
+        };
+        for &kib in &args.sizes {
+            if let Err(e) = measure_backend(&args, backend, &url, kib, &mut rng, &mut results).await
+            {
+                eprintln!("[bench] {} {kib} KiB failed: {e}", backend.name());
+                results.failed.push((backend, format!("{kib} KiB: {e}")));
+            }
+        }
+    }
+    eprintln!("[bench] done in {:.0} s", started.elapsed().as_secs_f64());
+    let md = report::render(&args, &backends, &results);
+    match &args.out {
+        Some(path) => std::fs::write(path, md)?,
+        None => print!("{md}"),
+    }
+    if results.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} backend run(s) failed (see the report)",
+            results.failed.len()
+        )
+        .into())
+    }
+}
+
+/// How many fresh keys a create run may use.
+fn fresh_keys(args: &Args, backend: Backend, size: usize) -> usize {
+    let n = match backend {
+        // Ours and the limit share one payload buffer between all records, so
+        // memory is bounded by the keys; tower-sessions copies every record, but is
+        // slow enough never to get far.
+        Backend::Memory => 2_000_000,
+        _ => (args.create_budget_mib << 20) / size.max(1),
+    };
+    if args.quick { n.min(2_000) } else { n }
+}
+
+/// Sets up one backend at one payload size, measures every cell, tears down.
+async fn measure_backend(
+    args: &Args,
+    backend: Backend,
+    url: &str,
+    kib: usize,
+    rng: &mut Rng,
+    results: &mut Results,
+) -> Result<(), BoxError> {
+    let size = kib * 1024;
+    let workload = Workload::new(size, args.strings_only, rng);
+    let fresh = fresh_keys(args, backend, size);
+    let t0 = Instant::now();
+    eprintln!(
+        "[bench] {} {}: pre-creating {} sessions per contestant…",
+        backend.name(),
+        workload.label(),
+        args.sessions
+    );
+    let c: Contestants = match backend {
+        Backend::Memory => {
+            backends::memory::contestants(&workload, args.sessions, fresh, rng).await?
+        }
+        Backend::File => {
+            let base = args.file_dir.clone().unwrap_or_else(std::env::temp_dir);
+            backends::file::contestants(&base, &workload, args.sessions, fresh, rng).await?
+        }
+        Backend::Redis => {
+            backends::redis::contestants(url, &workload, args.sessions, fresh, rng).await?
+        }
+        Backend::Postgres | Backend::MySql => {
+            backends::sql::contestants(
+                backend,
+                url,
+                args.sql_pool,
+                &workload,
+                args.sessions,
+                fresh,
+                rng,
+            )
+            .await?
+        }
+    };
+    eprintln!("[bench]   set up in {:.1} s", t0.elapsed().as_secs_f64());
+    results.payload_bytes.insert(
+        (report::backend_index(backend), size),
+        (workload.payload.len(), c.envelope.len()),
+    );
+
+    let outcome = measure_cells(args, backend, size, &c, rng, results).await;
+    let t1 = Instant::now();
+    let teardown = c.teardown.await;
+    eprintln!("[bench]   torn down in {:.1} s", t1.elapsed().as_secs_f64());
+    outcome.and(teardown)
+}
+
+async fn measure_cells(
+    args: &Args,
+    backend: Backend,
+    size: usize,
+    c: &Contestants,
+    rng: &mut Rng,
+    results: &mut Results,
+) -> Result<(), BoxError> {
+    let fresh = fresh_keys(args, backend, size);
+    let spec = |tasks| RunSpec {
+        tasks,
+        sessions: args.sessions,
+        fresh,
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.duration),
+    };
+    let mut store_level: Vec<(Who, &RunFn)> = vec![(Who::Limit, &c.limit), (Who::Ours, &c.ours)];
+    if let Some(t) = &c.tower {
+        store_level.push((Who::Tower, t));
+    }
+    let mut manager_level: Vec<(Who, &RunFn)> = vec![(Who::Manager, &c.manager)];
+    if let Some(t) = &c.manager_tower {
+        manager_level.push((Who::ManagerTower, t));
+    }
+    // The codec baseline runs on the memory backend only (it does no I/O).
+    let codec = (backend == Backend::Memory).then(|| {
+        runner(Arc::new(manager::FullCodec {
+            envelope: c.envelope.clone(),
+        }))
+    });
+    if let Some(f) = &codec {
+        manager_level.push((Who::FullCodec, f));
+    }
+    let wanted = |name: &str| args.ops.iter().any(|o| o == name);
+    for &tasks in &args.tasks {
+        for op in Op::ALL.into_iter().filter(|op| wanted(op.name())) {
+            measure_cell(
+                args,
+                backend,
+                size,
+                tasks,
+                op,
+                &store_level,
+                spec(tasks),
+                rng,
+                results,
+            )
+            .await?;
+        }
+        if !wanted("manager") {
+            continue;
+        }
+        for op in [Op::Cycle, Op::Load] {
+            // The codec baseline is CPU only: one task says all.
+            let who: Vec<(Who, &RunFn)> = manager_level
+                .iter()
+                .copied()
+                .filter(|(w, _)| *w != Who::FullCodec || (tasks == 1 && op == Op::Cycle))
+                .collect();
+            measure_cell(
+                args,
+                backend,
+                size,
+                tasks,
+                op,
+                &who,
+                spec(tasks),
+                rng,
+                results,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs every contestant `args.repeats` times on one cell, rotating the order so
+/// that a noisy neighbour hurts all of them alike, and keeps the medians.
+#[allow(clippy::too_many_arguments)]
+async fn measure_cell(
+    args: &Args,
+    backend: Backend,
+    size: usize,
+    tasks: usize,
+    op: Op,
+    who: &[(Who, &RunFn)],
+    spec: RunSpec,
+    rng: &mut Rng,
+    results: &mut Results,
+) -> Result<(), BoxError> {
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); who.len()];
+    for rep in 0..args.repeats.max(1) {
+        for i in 0..who.len() {
+            let j = (i + rep) % who.len();
+            let (_, run) = who[j];
+            samples[j].push(run(op, spec, rng.next_u64()).await?);
+        }
+    }
+    let mut line = format!(
+        "[bench]   {} {} {tasks:>2} tasks {:<20}",
+        backend.name(),
+        workload::label(size),
+        op.label()
+    );
+    for (j, (w, _)) in who.iter().enumerate() {
+        let m = harness::median(&samples[j]);
+        line.push_str(&format!(" {w:?} {:.0}/s", m.rate));
+        results
+            .cells
+            .insert(KeyOrd::of((backend, size, tasks, op, *w)), m);
+    }
+    eprintln!("{line}");
+    Ok(())
+}

@@ -1,0 +1,556 @@
+//! The Markdown report: setup, targets with verdicts, and the tables.
+
+use std::fmt::Write as _;
+
+use crate::backends::Backend;
+use crate::harness::{Op, Sample};
+use crate::workload::label;
+use crate::{Args, Results, Who};
+
+/// The touch target: touch at 16 KiB at least this many times faster than update.
+const TOUCH_TARGET: f64 = 3.0;
+/// The manager target: CPU per request at most this share of a full decode + encode.
+const MANAGER_CPU_TARGET: f64 = 1.0 / 3.0;
+/// The payload the touch and manager targets are stated for.
+const TARGET_SIZE: usize = 16 * 1024;
+
+fn rate(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if x >= 1e4 {
+        format!("{:.1}k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+fn us(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else if x >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn ratio(a: Option<&Sample>, b: Option<&Sample>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b.rate > 0.0 => Some(a.rate / b.rate),
+        _ => None,
+    }
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    r.map_or_else(|| "—".to_owned(), |r| format!("{r:.2}"))
+}
+
+fn slash<F: Fn(&Sample) -> String>(cells: &[Option<&Sample>], f: F) -> String {
+    cells
+        .iter()
+        .map(|c| c.map_or_else(|| "—".to_owned(), &f))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "**missed**" }
+}
+
+/// A missed target, for the list under the verdict table.
+struct Miss {
+    what: String,
+    cause: String,
+}
+
+/// Renders the whole report.
+pub fn render(args: &Args, backends: &[Backend], r: &Results) -> String {
+    let mut md = String::new();
+    let sizes: Vec<usize> = args.sizes.iter().map(|k| k * 1024).collect();
+    let _ = writeln!(md, "## Setup\n");
+    let _ = writeln!(
+        md,
+        "- {} pre-created sessions per contestant, picked at random (each task owns a \
+         disjoint share, so no run measures conflicts); {} s measured per run after {} s \
+         of warm-up; every cell is the median of {} runs, the contestants of a cell \
+         alternating run by run.",
+        args.sessions, args.duration, args.warmup, args.repeats
+    );
+    let _ = writeln!(
+        md,
+        "- Session data: values of about 240 bytes under keys `k00`, `k01`, …, {}; \
+         store-level contestants move the same JSON as opaque bytes, tower-sessions \
+         stores the same map its own way (MessagePack on Redis and SQL).",
+        if args.strings_only {
+            "all strings (`--strings-only`)"
+        } else {
+            "alternately strings and structured values (two cart lines with numbers, \
+             strings, an array, a nested object and a null)"
+        }
+    );
+    let _ = writeln!(
+        md,
+        "- One connection per contestant to Redis; {} connections per contestant to each \
+         SQL server. Create runs stop early after {} MiB of payload (what they wrote is \
+         removed outside the measured window).",
+        args.sql_pool, args.create_budget_mib
+    );
+    let _ = writeln!(
+        md,
+        "- Latencies are per operation, µs, including the time a task waits for a \
+         worker thread (2 tokio workers). \"CPU µs/op\" is this process's CPU time \
+         (all threads, user + system) over the window divided by the operations: the \
+         client side of the cost, which the server shares the 2 cores with."
+    );
+    for b in backends {
+        for &s in &sizes {
+            if let Some((p, e)) = r.payload_bytes.get(&(backend_index(*b), s)) {
+                let _ = writeln!(
+                    md,
+                    "- {} {}: store-level payload {p} bytes; manager-level envelope {e} bytes.",
+                    b.name(),
+                    label(s)
+                );
+            }
+        }
+    }
+    for (b, why) in &r.skipped {
+        let _ = writeln!(md, "- **{} skipped**: {why}.", b.name());
+    }
+    for (b, why) in &r.failed {
+        let _ = writeln!(md, "- **{} failed**: {why}.", b.name());
+    }
+
+    // Targets.
+    let mut misses = Vec::new();
+    let _ = writeln!(md, "\n## Targets (issue 8)\n");
+    let _ = writeln!(
+        md,
+        "| target | backend | payload | tasks | measured | verdict |"
+    );
+    let _ = writeln!(md, "|---|---|---|---:|---:|---|");
+    for &b in backends {
+        for &s in &sizes {
+            for &t in &args.tasks {
+                let ours = r.get((b, s, t, Op::Cycle, Who::Ours));
+                let limit = r.get((b, s, t, Op::Cycle, Who::Limit));
+                let Some(x) = ratio(ours, limit) else {
+                    continue;
+                };
+                let target = b.cycle_target();
+                let ok = x >= target;
+                let _ = writeln!(
+                    md,
+                    "| store-level cycle ≥ {target}× the limit | {} | {} | {t} | {x:.2}× | {} |",
+                    b.name(),
+                    label(s),
+                    verdict(ok)
+                );
+                if !ok {
+                    misses.push(Miss {
+                        what: format!(
+                            "{} {} {t} task(s): store-level cycle at {x:.2}× the limit (target {target}×)",
+                            b.name(),
+                            label(s)
+                        ),
+                        cause: cycle_cause(b, s, t, r),
+                    });
+                }
+            }
+        }
+    }
+    for &b in backends {
+        for &t in &args.tasks {
+            let touch = r.get((b, TARGET_SIZE, t, Op::Touch, Who::Ours));
+            let update = r.get((b, TARGET_SIZE, t, Op::Update, Who::Ours));
+            let Some(x) = ratio(touch, update) else {
+                continue;
+            };
+            let ok = x >= TOUCH_TARGET;
+            let _ = writeln!(
+                md,
+                "| touch ≥ {TOUCH_TARGET}× as fast as a full update (ours) | {} | {} | {t} | {x:.2}× | {} |",
+                b.name(),
+                label(TARGET_SIZE),
+                verdict(ok)
+            );
+            if !ok {
+                misses.push(Miss {
+                    what: format!(
+                        "{} 16 KiB {t} task(s): touch only {x:.2}× as fast as update (target {TOUCH_TARGET}×)",
+                        b.name()
+                    ),
+                    cause: touch_cause(b, t, r),
+                });
+            }
+        }
+    }
+    let mgr = r.get((Backend::Memory, TARGET_SIZE, 1, Op::Cycle, Who::Manager));
+    let full = r.get((Backend::Memory, TARGET_SIZE, 1, Op::Cycle, Who::FullCodec));
+    if let (Some(m), Some(f)) = (mgr, full) {
+        let x = m.cpu_us / f.cpu_us.max(1e-9);
+        let ok = x <= MANAGER_CPU_TARGET;
+        let _ = writeln!(
+            md,
+            "| manager request CPU ≤ 1/3 of a full decode + encode | memory | 16 KiB | 1 | {x:.2} ({} vs {} µs) | {} |",
+            us(m.cpu_us),
+            us(f.cpu_us),
+            verdict(ok)
+        );
+        if !ok {
+            misses.push(Miss {
+                what: format!(
+                    "manager request CPU at {x:.2} of a full decode + encode (target ≤ 0.33)"
+                ),
+                cause: "the request's own costs (cookie parse, SHA-256, store call, \
+                        envelope scan, encode of the changed session) exceed the budget; \
+                        see the codec table"
+                    .to_owned(),
+            });
+        }
+    }
+    if !misses.is_empty() {
+        let _ = writeln!(md, "\nMissed, with the likely cause:\n");
+        for m in &misses {
+            let _ = writeln!(md, "- {} — {}", m.what, m.cause);
+        }
+    }
+
+    // Store level.
+    for &b in backends {
+        if !sizes
+            .iter()
+            .any(|&s| r.get((b, s, args.tasks[0], Op::Cycle, Who::Ours)).is_some())
+        {
+            continue;
+        }
+        let _ = writeln!(md, "\n## Store level: {}\n", b.name());
+        let _ = writeln!(md, "- the limit: {}", b.limit_description());
+        let _ = writeln!(
+            md,
+            "- ours: `Arc<dyn SessionInterface>` over {}",
+            ours_description(b)
+        );
+        match b.tower_description() {
+            Some(t) => {
+                let _ = writeln!(
+                    md,
+                    "- tower-sessions: {t}; it has no touch, so its touch row is a full `save`"
+                );
+            }
+            None => {
+                let _ = writeln!(md, "- tower-sessions: no store for this backend");
+            }
+        }
+        let _ = writeln!(
+            md,
+            "\n| payload | tasks | operation | limit /s | ours /s | tower /s | ours÷limit | ours÷tower | p50 µs limit / ours / tower | p99 µs limit / ours / tower | CPU µs/op limit / ours / tower |"
+        );
+        let _ = writeln!(md, "|---|---:|---|---:|---:|---:|---:|---:|---|---|---|");
+        for &s in &sizes {
+            for &t in &args.tasks {
+                for op in Op::ALL {
+                    let cells = [
+                        r.get((b, s, t, op, Who::Limit)),
+                        r.get((b, s, t, op, Who::Ours)),
+                        r.get((b, s, t, op, Who::Tower)),
+                    ];
+                    if cells[1].is_none() {
+                        continue;
+                    }
+                    let r_ =
+                        |c: Option<&Sample>| c.map_or_else(|| "—".to_owned(), |c| rate(c.rate));
+                    let _ = writeln!(
+                        md,
+                        "| {} | {t} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        label(s),
+                        op.label(),
+                        r_(cells[0]),
+                        r_(cells[1]),
+                        r_(cells[2]),
+                        fmt_ratio(ratio(cells[1], cells[0])),
+                        fmt_ratio(ratio(cells[1], cells[2])),
+                        slash(&cells, |c| us(c.p50)),
+                        slash(&cells, |c| us(c.p99)),
+                        slash(&cells, |c| us(c.cpu_us)),
+                    );
+                }
+            }
+        }
+        if b == Backend::Redis {
+            redis_table(&mut md, args, &sizes, r);
+        }
+    }
+
+    manager_tables(&mut md, args, backends, &sizes, r);
+    md
+}
+
+/// The index of a backend (for the payload-bytes map).
+pub fn backend_index(b: Backend) -> usize {
+    Backend::ALL.iter().position(|x| *x == b).unwrap_or(0)
+}
+
+fn ours_description(b: Backend) -> &'static str {
+    match b {
+        Backend::Memory => "`session_memory::MemoryStore` (64 shards)",
+        Backend::File => "`session_file::FileStore` (in-place touch, the default)",
+        Backend::Redis => {
+            "`session_redis::RedisStore` (`RedisConfig::new(url)`, one multiplexed connection)"
+        }
+        Backend::Postgres => "`session_postgres::PostgresStore` (its ping-free pool)",
+        Backend::MySql => "`session_mysql::MySqlStore` (its ping-free pool)",
+    }
+}
+
+fn redis_table(md: &mut String, args: &Args, sizes: &[usize], r: &Results) {
+    let _ = writeln!(
+        md,
+        "\nWhat the Redis server executed per operation (`INFO commandstats`, warm-up \
+         included) and its CPU per operation (`INFO cpu`; other users of the shared \
+         server add noise):\n"
+    );
+    let _ = writeln!(
+        md,
+        "| payload | tasks | operation | contestant | commands per operation | server CPU µs/op |"
+    );
+    let _ = writeln!(md, "|---|---:|---|---|---|---:|");
+    let tasks = args.tasks.iter().copied().max().unwrap_or(1);
+    for &s in sizes {
+        for (op, who, name) in [
+            (Op::Cycle, Who::Limit, "limit"),
+            (Op::Cycle, Who::Ours, "ours"),
+            (Op::Cycle, Who::Tower, "tower"),
+            (Op::Cycle, Who::Manager, "ours, manager request"),
+            (Op::Cycle, Who::ManagerTower, "tower, `Session` request"),
+            (Op::Load, Who::Limit, "limit"),
+            (Op::Load, Who::Ours, "ours"),
+            (Op::Load, Who::Tower, "tower"),
+            (Op::Update, Who::Limit, "limit"),
+            (Op::Update, Who::Ours, "ours"),
+            (Op::Update, Who::Tower, "tower"),
+            (Op::Touch, Who::Limit, "limit"),
+            (Op::Touch, Who::Ours, "ours"),
+            (Op::Touch, Who::Tower, "tower (a save)"),
+        ] {
+            {
+                let Some(st) = r
+                    .get((Backend::Redis, s, tasks, op, who))
+                    .and_then(|c| c.server.as_ref())
+                else {
+                    continue;
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} | {tasks} | {} | {name} | {} ({:.2}) | {} |",
+                    label(s),
+                    op.label(),
+                    st.commands,
+                    st.calls_per_op,
+                    us(st.cpu_us)
+                );
+            }
+        }
+    }
+}
+
+fn manager_tables(
+    md: &mut String,
+    args: &Args,
+    backends: &[Backend],
+    sizes: &[usize],
+    r: &Results,
+) {
+    let _ = writeln!(md, "\n## Manager level: a whole request\n");
+    let _ = writeln!(
+        md,
+        "Ours: `SessionManager::session(cookie)` → `get::<String>` of one key → \
+         `insert` of one small key → `finish` (lazy load, then a compare-and-set \
+         save), over the same store types as above. tower-sessions: the id parsed from \
+         the cookie → `Session::new` → `get` → `insert` → `save` (what its layer \
+         does). \"read only\" is the same request without the `insert` (ours writes \
+         nothing; tower-sessions' session is not modified, so it does not save). The \
+         sessions hold the same data as the store-level ones.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| backend | payload | tasks | request | ours /s | tower /s | ours÷tower | ours÷store-level limit cycle | p50 µs ours / tower | p99 µs ours / tower | CPU µs/req ours / tower |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---|---:|---:|---:|---:|---|---|---|");
+    for &b in backends {
+        for &s in sizes {
+            for &t in &args.tasks {
+                for (op, name) in [
+                    (Op::Cycle, "read 1 key + change 1 key"),
+                    (Op::Load, "read only"),
+                ] {
+                    let ours = r.get((b, s, t, op, Who::Manager));
+                    let tower = r.get((b, s, t, op, Who::ManagerTower));
+                    let Some(o) = ours else { continue };
+                    let limit = r.get((b, s, t, Op::Cycle, Who::Limit));
+                    let cells = [ours, tower];
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | {t} | {name} | {} | {} | {} | {} | {} | {} | {} |",
+                        b.name(),
+                        label(s),
+                        rate(o.rate),
+                        tower.map_or_else(|| "—".to_owned(), |c| rate(c.rate)),
+                        fmt_ratio(ratio(ours, tower)),
+                        if op == Op::Cycle {
+                            fmt_ratio(ratio(ours, limit))
+                        } else {
+                            "—".to_owned()
+                        },
+                        slash(&cells, |c| us(c.p50)),
+                        slash(&cells, |c| us(c.p99)),
+                        slash(&cells, |c| us(c.cpu_us)),
+                    );
+                }
+            }
+        }
+    }
+
+    let _ = writeln!(
+        md,
+        "\n### CPU per request vs a full decode + encode (memory, 1 task)\n"
+    );
+    let _ = writeln!(
+        md,
+        "Over `MemoryStore` a request does no I/O, so its time is CPU. The baseline \
+         decodes the stored envelope into a `serde_json::Value` tree, changes one key \
+         and encodes it all again: what a codec that is not lazy pays on every request \
+         that touches the session. The target: ours ≤ 1/3 of it at 16 KiB.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| payload | ours: read 1 + change 1 | ours: read only | ours: store-level load+update | tower-sessions request | full decode + encode | ours ÷ full (CPU) | ours ÷ full (p50) |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for &s in sizes {
+        let g = |op, who| r.get((Backend::Memory, s, 1, op, who));
+        let (Some(m), Some(f)) = (g(Op::Cycle, Who::Manager), g(Op::Cycle, Who::FullCodec)) else {
+            continue;
+        };
+        let cpu = |c: Option<&Sample>| {
+            c.map_or_else(|| "—".to_owned(), |c| format!("{} µs", us(c.cpu_us)))
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} |",
+            label(s),
+            cpu(Some(m)),
+            cpu(g(Op::Load, Who::Manager)),
+            cpu(g(Op::Cycle, Who::Ours)),
+            cpu(g(Op::Cycle, Who::ManagerTower)),
+            cpu(Some(f)),
+            m.cpu_us / f.cpu_us.max(1e-9),
+            m.p50 / f.p50.max(1e-9),
+        );
+    }
+}
+
+/// A data-driven explanation of a missed cycle target.
+fn cycle_cause(b: Backend, s: usize, t: usize, r: &Results) -> String {
+    let ours = r.get((b, s, t, Op::Cycle, Who::Ours));
+    let limit = r.get((b, s, t, Op::Cycle, Who::Limit));
+    let (Some(o), Some(l)) = (ours, limit) else {
+        return String::new();
+    };
+    let mut why = format!(
+        "client CPU {} µs per cycle vs {} µs for the limit",
+        us(o.cpu_us),
+        us(l.cpu_us)
+    );
+    if let (Some(os), Some(ls)) = (o.server.as_ref(), l.server.as_ref()) {
+        let _ = write!(
+            why,
+            "; the server ran {:.2} commands per cycle for ours ({}) vs {:.2} ({}) and spent {} vs {} µs of CPU",
+            os.calls_per_op,
+            os.commands,
+            ls.calls_per_op,
+            ls.commands,
+            us(os.cpu_us),
+            us(ls.cpu_us)
+        );
+    }
+    let tail = match b {
+        Backend::Memory => {
+            "; the limit is a bare map, so every nanosecond of the contract (version \
+             check, expiry check, key type, `async_trait` box) shows"
+        }
+        Backend::File => {
+            "; ours also takes the per-key lock file (`flock`) and reads the header \
+             under it before every write, and checksums the record"
+        }
+        Backend::Redis => {
+            "; a compare-and-set with expiry on Redis needs a Lua script (and, for \
+             large payloads, a transaction) where the limit sends one plain `SET`; \
+             client and server share the 2 cores, so server CPU lowers client \
+             throughput too"
+        }
+        Backend::Postgres | Backend::MySql => {
+            "; ours' statements carry the compare-and-set and expiry predicates, \
+             and every operation checks a connection out of the pool (no ping)"
+        }
+    };
+    why.push_str(tail);
+    if t == 1 && !matches!(b, Backend::Memory) {
+        why.push_str(
+            "; at 1 task a cycle is two round trips on both sides, so the gap is \
+             latency per operation",
+        );
+    }
+    why
+}
+
+/// A data-driven explanation of a missed touch target.
+fn touch_cause(b: Backend, t: usize, r: &Results) -> String {
+    let touch = r.get((b, TARGET_SIZE, t, Op::Touch, Who::Ours));
+    let update = r.get((b, TARGET_SIZE, t, Op::Update, Who::Ours));
+    let limit_touch = r.get((b, TARGET_SIZE, t, Op::Touch, Who::Limit));
+    let limit_update = r.get((b, TARGET_SIZE, t, Op::Update, Who::Limit));
+    let mut why = String::new();
+    if let (Some(tc), Some(u)) = (touch, update) {
+        let _ = write!(
+            why,
+            "p50 {} µs for touch vs {} µs for update",
+            us(tc.p50),
+            us(u.p50)
+        );
+    }
+    if let Some(x) = ratio(limit_touch, limit_update) {
+        if x < TOUCH_TARGET {
+            let _ = write!(
+                why,
+                "; the raw driver's own touch is only {x:.2}× as fast as its full write \
+                 here, so the backend itself leaves no 3× to win: {}",
+                match b {
+                    Backend::Memory => {
+                        "an update only swaps a pointer to a shared buffer, no bytes are \
+                         copied, so there is nothing for touch to save"
+                    }
+                    Backend::File => {
+                        "both wait for a flush to disk (an update: data, rename and \
+                         directory; a touch: one block), and the flush dominates"
+                    }
+                    Backend::Redis => {
+                        "both are one round trip, which costs more than moving 16 KiB \
+                         on loopback"
+                    }
+                    Backend::Postgres | Backend::MySql => {
+                        "both are one statement and one round trip, and the server's \
+                         row update and commit cost more than the 16 KiB"
+                    }
+                }
+            );
+        } else {
+            let _ = write!(
+                why,
+                "; the raw driver's touch is {x:.2}× as fast as its write, so the \
+                 missing factor is in ours' touch path"
+            );
+        }
+    }
+    why
+}
