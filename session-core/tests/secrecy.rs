@@ -7,6 +7,8 @@
 //! - Tokens come from the OS CSPRNG: 256 bits, no repeats, no stuck bits.
 //! - `Debug` of every public type that holds a token or a cookie, and `Display` /
 //!   `Debug` of the errors a hostile or broken store produces, never show the token.
+//! - Rotating the id (periodically or with `cycle_id`) never extends the absolute
+//!   lifetime, which caps what a stolen cookie is worth.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -335,5 +337,53 @@ async fn debug_and_errors_never_show_a_token() {
     assert!(
         !debug.contains(&value),
         "a sealed session in Debug: {debug}"
+    );
+}
+
+/// A stolen cookie's worth is capped by the absolute lifetime, and rotating the id —
+/// periodically or with `cycle_id` at every other request — does not reset that cap:
+/// the creation time travels with the session to every new id.
+#[tokio::test]
+async fn id_rotation_never_extends_the_absolute_lifetime() {
+    let clock = ManualClock::new(session_core::time::macros::datetime!(2030-01-01 0:00 UTC));
+    let store = Arc::new(MemoryStore::with_clock(clock.shared()));
+    let config = SessionConfig::builder()
+        .idle_lifetime(Duration::hours(1))
+        .absolute_lifetime(Duration::hours(3))
+        .refresh_each_request(true)
+        .rotate_every(Some(Duration::minutes(30)))
+        .rotation_grace(Duration::minutes(1))
+        .build()
+        .unwrap();
+    let manager = SessionManager::with_clock(store, config, clock.shared());
+    let s = manager.session(None);
+    s.insert("user", &"alice").await.unwrap();
+    let mut cookie = set_value(&manager.finish(&s).await.unwrap());
+    let mut ids = HashSet::from([cookie.clone()]);
+    // Active every 20 minutes for 2 h 40 min: alive throughout, many ids.
+    for i in 1..=8 {
+        clock.advance(Duration::minutes(20));
+        let s = manager.session(Some(&cookie));
+        assert!(s.exists().await.unwrap(), "alive at {} min", i * 20);
+        let cap = session_core::time::macros::datetime!(2030-01-01 3:00 UTC);
+        assert!(
+            s.expires_at().await.unwrap() <= cap,
+            "deadline past the cap"
+        );
+        if i % 2 == 0 {
+            s.cycle_id().await.unwrap();
+        }
+        if let CookieDecision::Set(c) = manager.finish(&s).await.unwrap() {
+            cookie = c.value().to_owned();
+            ids.insert(cookie.clone());
+        }
+    }
+    assert!(ids.len() >= 5, "the id rotated: {} ids", ids.len());
+    // At 3 h since creation the session is over, whatever id it carries now.
+    clock.advance(Duration::minutes(21));
+    let s = manager.session(Some(&cookie));
+    assert!(
+        !s.exists().await.unwrap(),
+        "the absolute lifetime was extended"
     );
 }

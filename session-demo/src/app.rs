@@ -172,6 +172,9 @@ async fn login(
     }
     // New privileges, new id: a session id planted before login is worthless after.
     session.cycle_id().await?;
+    // And a new CSRF token (drawn by the next page): someone who planted the
+    // pre-login session knows its token, which must not work for the logged-in user.
+    session.remove(csrf::SESSION_KEY).await?;
     Ok(Redirect::to("/").into_response())
 }
 

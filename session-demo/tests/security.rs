@@ -1,10 +1,11 @@
 //! Security review (HARDENING.md) of the demo's HTTP surface: every response is
-//! `Cache-Control: no-store` (pages carry CSRF tokens, carts and `Set-Cookie`), and no
-//! page ever shows the session cookie's value.
+//! `Cache-Control: no-store` (pages carry CSRF tokens, carts and `Set-Cookie`), no
+//! page ever shows the session cookie's value, and login rotates the CSRF token
+//! together with the session id.
 
 mod common;
 
-use common::{Demo, browser, csrf_token, raw_client, session_cookie};
+use common::{Demo, browser, cart_items, csrf_token, get, post, raw_client, session_cookie};
 use reqwest::header::CACHE_CONTROL;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,4 +73,46 @@ async fn every_response_is_no_store_and_no_page_shows_the_cookie() {
         checked += 1;
     }
     assert_eq!(checked, 8);
+}
+
+/// Security review (HARDENING.md, finding S6): the CSRF token survived login. An
+/// attacker who plants a pre-login session (cookie tossing from a sibling subdomain,
+/// or a shared computer) knows its token; after the victim logged in — new id, same
+/// data — that token still validated the victim's forms. Login now draws a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_rotates_the_csrf_token() {
+    let demo = Demo::start("memory", &[])
+        .await
+        .expect("memory is always available");
+    let (client, _jar) = browser();
+    let (_, page) = get(&client, demo.at("/login")).await;
+    let planted = csrf_token(&page);
+    let (status, home) = post(
+        &client,
+        demo.at("/login"),
+        &[("csrf", planted.as_str()), ("username", "alice")],
+    )
+    .await;
+    assert_eq!(status, 200, "{home}");
+    assert!(home.contains("Signed in as <b>alice</b>"), "{home}");
+    let fresh = csrf_token(&home);
+    assert_ne!(fresh, planted, "login draws a new CSRF token");
+
+    // The pre-login token is dead; the new one works.
+    let (status, _) = post(
+        &client,
+        demo.at("/cart"),
+        &[("csrf", planted.as_str()), ("item", "forged")],
+    )
+    .await;
+    assert_eq!(status, 403, "the planted token no longer validates");
+    let (status, _) = post(
+        &client,
+        demo.at("/cart"),
+        &[("csrf", fresh.as_str()), ("item", "apple")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, cart) = get(&client, demo.at("/cart")).await;
+    assert_eq!(cart_items(&cart), [("apple".to_owned(), 1)]);
 }
