@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => String::from_utf8_lossy(data).into_owned(),
     };
-    assert!(signed.open(&value, now).is_none());
-    assert!(encrypted.open(&value, now).is_none());
+    assert!(signed.open("session_id", &value, now).is_none());
+    assert!(encrypted.open("session_id", &value, now).is_none());
     let _ = sealed_key_id(&value);
 });

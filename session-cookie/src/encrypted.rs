@@ -4,14 +4,16 @@
 //! header (format 0x02, key id, deadline) || nonce (24) || ciphertext || tag (16)
 //! ```
 //!
-//! XChaCha20-Poly1305 under the key's cookie-encryption sub-key, with the header
-//! as associated data (so the deadline and key id cannot be changed either).
+//! XChaCha20-Poly1305 under the key's cookie-encryption sub-key, with the cookie's
+//! name (length-prefixed, see `format`) and the header as associated data: the
+//! deadline and key id cannot be changed either, and the value opens only under the
+//! name it was sealed for.
 
 use session_core::time::OffsetDateTime;
 use session_core::{CookieSealer, Error};
 use session_crypto::{AEAD_OVERHEAD, Domain, KeyRing};
 
-use crate::format::{FORMAT_ENCRYPTED_V1, encode, header, parse};
+use crate::format::{FORMAT_ENCRYPTED_V1, encode, header, name_binding, parse};
 
 /// A [`CookieSealer`] that encrypts and authenticates the session with
 /// XChaCha20-Poly1305 (random 192-bit nonces): the client sees only its length and
@@ -37,18 +39,24 @@ impl EncryptedCookies {
 }
 
 impl CookieSealer for EncryptedCookies {
-    fn seal(&self, payload: &[u8], expires_at: OffsetDateTime) -> Result<String, Error> {
+    fn seal(
+        &self,
+        cookie_name: &str,
+        payload: &[u8],
+        expires_at: OffsetDateTime,
+    ) -> Result<String, Error> {
         let key = self.ring.newest();
         let mut bytes = header(FORMAT_ENCRYPTED_V1, key, expires_at);
         let header_len = bytes.len();
         bytes.reserve(AEAD_OVERHEAD + payload.len());
-        let ad = bytes.clone();
+        let mut ad = name_binding(cookie_name);
+        ad.extend_from_slice(&bytes);
         key.encrypt_into(Domain::Cookie, &ad, payload, &mut bytes)?;
         debug_assert_eq!(bytes.len(), header_len + AEAD_OVERHEAD + payload.len());
         encode(&bytes)
     }
 
-    fn open(&self, cookie_value: &str, now: OffsetDateTime) -> Option<Vec<u8>> {
+    fn open(&self, cookie_name: &str, cookie_value: &str, now: OffsetDateTime) -> Option<Vec<u8>> {
         let parsed = parse(
             &self.ring,
             FORMAT_ENCRYPTED_V1,
@@ -57,6 +65,8 @@ impl CookieSealer for EncryptedCookies {
             AEAD_OVERHEAD,
         )?;
         let (header, body) = parsed.bytes.split_at(parsed.header_len);
-        parsed.key.decrypt(Domain::Cookie, header, body)
+        let mut ad = name_binding(cookie_name);
+        ad.extend_from_slice(header);
+        parsed.key.decrypt(Domain::Cookie, &ad, body)
     }
 }

@@ -11,6 +11,11 @@
 //! 2+n     8     deadline: Unix milliseconds, big-endian signed
 //! 10+n          the body (see `signed` and `encrypted`)
 //! ```
+//!
+//! The cookie's name is authenticated but not stored: both formats feed
+//! [`name_binding`] (the name's length as 8 big-endian bytes, then the name) to the
+//! MAC or AEAD ahead of the header, so a value only opens under the name it was
+//! sealed for.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -35,6 +40,17 @@ pub(crate) fn unix_millis(t: OffsetDateTime) -> i64 {
     // OffsetDateTime spans ±9999 years (±3.2e14 ms), far inside i64.
     let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
     i64::try_from(ms).unwrap_or(if ms < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// The bytes that bind a value to its cookie's name: the name's length (8 bytes,
+/// big-endian), then the name. The length prefix keeps name and header apart (no
+/// two (name, header) pairs give the same bytes).
+pub(crate) fn name_binding(cookie_name: &str) -> Vec<u8> {
+    let name = cookie_name.as_bytes();
+    let mut out = Vec::with_capacity(8 + name.len());
+    out.extend_from_slice(&(name.len() as u64).to_be_bytes());
+    out.extend_from_slice(name);
+    out
 }
 
 /// The header of a value sealed with `key` until `expires_at`.
@@ -129,7 +145,7 @@ fn split_header(bytes: &[u8]) -> Option<(usize, &[u8], i64)> {
 /// use session_crypto::{Key, KeyRing};
 ///
 /// let sealer = SignedCookies::new(KeyRing::new(Key::new("k7", [3u8; 32])?));
-/// let value = sealer.seal(b"{}", OffsetDateTime::now_utc() + Duration::hours(1))?;
+/// let value = sealer.seal("session_id", b"{}", OffsetDateTime::now_utc() + Duration::hours(1))?;
 /// assert_eq!(sealed_key_id(&value).as_deref(), Some("k7"));
 /// assert_eq!(sealed_key_id("garbage"), None);
 /// # Ok::<(), Box<dyn std::error::Error>>(())

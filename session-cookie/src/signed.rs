@@ -1,16 +1,17 @@
 //! Signed cookies: readable by the client, forgeable by no one without a key.
 //!
 //! ```text
-//! header (format 0x01, key id, deadline) || payload || HMAC-SHA256(header || payload)
+//! header (format 0x01, key id, deadline) || payload || HMAC-SHA256(name || header || payload)
 //! ```
 //!
-//! The tag covers every byte before it, under the key's signing sub-key.
+//! The tag covers every byte before it and the cookie's name (length-prefixed, see
+//! `format`), under the key's signing sub-key.
 
 use session_core::time::OffsetDateTime;
 use session_core::{CookieSealer, Error};
 use session_crypto::{KeyRing, MAC_LEN};
 
-use crate::format::{FORMAT_SIGNED_V1, encode, header, parse};
+use crate::format::{FORMAT_SIGNED_V1, encode, header, name_binding, parse};
 
 /// A [`CookieSealer`] that signs the session with HMAC-SHA256: the client can
 /// read the session (it is base64 JSON) but not change it.
@@ -36,22 +37,30 @@ impl SignedCookies {
 }
 
 impl CookieSealer for SignedCookies {
-    fn seal(&self, payload: &[u8], expires_at: OffsetDateTime) -> Result<String, Error> {
+    fn seal(
+        &self,
+        cookie_name: &str,
+        payload: &[u8],
+        expires_at: OffsetDateTime,
+    ) -> Result<String, Error> {
         let key = self.ring.newest();
         let mut bytes = header(FORMAT_SIGNED_V1, key, expires_at);
         bytes.reserve(payload.len() + MAC_LEN);
         bytes.extend_from_slice(payload);
-        let tag = key.sign(&[&bytes]);
+        let tag = key.sign(&[&name_binding(cookie_name), &bytes]);
         bytes.extend_from_slice(&tag);
         encode(&bytes)
     }
 
-    fn open(&self, cookie_value: &str, now: OffsetDateTime) -> Option<Vec<u8>> {
+    fn open(&self, cookie_name: &str, cookie_value: &str, now: OffsetDateTime) -> Option<Vec<u8>> {
         let parsed = parse(&self.ring, FORMAT_SIGNED_V1, cookie_value, now, MAC_LEN)?;
         let mut bytes = parsed.bytes;
         let signed_len = bytes.len() - MAC_LEN;
         let (signed, tag) = bytes.split_at(signed_len);
-        if !parsed.key.verify(&[signed], tag) {
+        if !parsed
+            .key
+            .verify(&[&name_binding(cookie_name), signed], tag)
+        {
             return None;
         }
         bytes.truncate(signed_len);

@@ -10,6 +10,9 @@ use session_cookie::{EncryptedCookies, Key, KeyRing, MAX_COOKIE_VALUE_LEN, Signe
 use session_core::time::{Duration, OffsetDateTime};
 use session_core::{CookieSealer, Error};
 
+/// The cookie name values are sealed for in these tests.
+const NAME: &str = "session_id";
+
 fn ring(id: &str, byte: u8) -> KeyRing {
     KeyRing::new(Key::new(id, [byte; 32]).unwrap())
 }
@@ -42,8 +45,24 @@ proptest! {
     #[test]
     fn round_trip(payload in payload(), secs in 1i64..10_000_000) {
         for sealer in sealers(ring("k", 1)) {
-            let value = sealer.seal(&payload, now() + Duration::seconds(secs)).unwrap();
-            prop_assert_eq!(sealer.open(&value, now()), Some(payload.clone()));
+            let value = sealer.seal(NAME, &payload, now() + Duration::seconds(secs)).unwrap();
+            prop_assert_eq!(sealer.open(NAME, &value, now()), Some(payload.clone()));
+        }
+    }
+
+    /// A value opens only under the cookie name it was sealed for: any other name
+    /// (a prefix, an extension, another case) is refused.
+    #[test]
+    fn values_open_only_under_their_cookie_name(
+        payload in payload(),
+        name in "[A-Za-z0-9_-]{1,24}",
+        other in "[A-Za-z0-9_-]{0,24}",
+    ) {
+        prop_assume!(name != other);
+        for sealer in sealers(ring("k", 1)) {
+            let value = sealer.seal(&name, &payload, now() + Duration::hours(1)).unwrap();
+            prop_assert_eq!(sealer.open(&name, &value, now()), Some(payload.clone()));
+            prop_assert_eq!(sealer.open(&other, &value, now()), None);
         }
     }
 
@@ -51,10 +70,10 @@ proptest! {
     #[test]
     fn every_bit_flip_is_rejected(payload in payload(), bit in any::<Index>()) {
         for sealer in sealers(ring("k", 1)) {
-            let mut bytes = decode(&sealer.seal(&payload, now() + Duration::hours(1)).unwrap());
+            let mut bytes = decode(&sealer.seal(NAME, &payload, now() + Duration::hours(1)).unwrap());
             let bit = bit.index(bytes.len() * 8);
             bytes[bit / 8] ^= 1 << (bit % 8);
-            prop_assert_eq!(sealer.open(&encode(&bytes), now()), None);
+            prop_assert_eq!(sealer.open(NAME, &encode(&bytes), now()), None);
         }
     }
 
@@ -68,12 +87,12 @@ proptest! {
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".to_vec()),
     ) {
         for sealer in sealers(ring("k", 1)) {
-            let mut value = sealer.seal(&payload, now() + Duration::hours(1)).unwrap().into_bytes();
+            let mut value = sealer.seal(NAME, &payload, now() + Duration::hours(1)).unwrap().into_bytes();
             let at = at.index(value.len());
             prop_assume!(value[at] != with);
             value[at] = with;
             let value = String::from_utf8(value).unwrap();
-            prop_assert_eq!(sealer.open(&value, now()), None);
+            prop_assert_eq!(sealer.open(NAME, &value, now()), None);
         }
     }
 
@@ -85,15 +104,15 @@ proptest! {
         extra in proptest::collection::vec(any::<u8>(), 1..8),
     ) {
         for sealer in sealers(ring("k", 1)) {
-            let value = sealer.seal(&payload, now() + Duration::hours(1)).unwrap();
+            let value = sealer.seal(NAME, &payload, now() + Duration::hours(1)).unwrap();
             let chars = cut.index(value.len());
-            prop_assert_eq!(sealer.open(&value[..chars], now()), None);
+            prop_assert_eq!(sealer.open(NAME, &value[..chars], now()), None);
             let bytes = decode(&value);
             let cut = cut.index(bytes.len());
-            prop_assert_eq!(sealer.open(&encode(&bytes[..cut]), now()), None);
+            prop_assert_eq!(sealer.open(NAME, &encode(&bytes[..cut]), now()), None);
             let mut longer = bytes.clone();
             longer.extend_from_slice(&extra);
-            prop_assert_eq!(sealer.open(&encode(&longer), now()), None);
+            prop_assert_eq!(sealer.open(NAME, &encode(&longer), now()), None);
         }
     }
 
@@ -106,14 +125,14 @@ proptest! {
         len in 1usize..16,
     ) {
         for sealer in sealers(ring("k", 1)) {
-            let bytes = decode(&sealer.seal(&payload, now() + Duration::hours(1)).unwrap());
+            let bytes = decode(&sealer.seal(NAME, &payload, now() + Duration::hours(1)).unwrap());
             let chunks = bytes.len() / len;
             let (i, j) = (a.index(chunks) * len, b.index(chunks) * len);
             prop_assume!(bytes[i..i + len] != bytes[j..j + len]);
             let mut swapped = bytes.clone();
             swapped[i..i + len].copy_from_slice(&bytes[j..j + len]);
             swapped[j..j + len].copy_from_slice(&bytes[i..i + len]);
-            prop_assert_eq!(sealer.open(&encode(&swapped), now()), None);
+            prop_assert_eq!(sealer.open(NAME, &encode(&swapped), now()), None);
         }
     }
 
@@ -121,7 +140,7 @@ proptest! {
     #[test]
     fn arbitrary_strings_are_rejected(s in ".{0,400}") {
         for sealer in sealers(ring("k", 1)) {
-            prop_assert_eq!(sealer.open(&s, now()), None);
+            prop_assert_eq!(sealer.open(NAME, &s, now()), None);
         }
     }
 
@@ -133,8 +152,20 @@ proptest! {
             let mut bytes = vec![format, 1, b'k'];
             bytes.extend_from_slice(&i64::MAX.to_be_bytes());
             bytes.extend_from_slice(&body);
-            prop_assert_eq!(sealer.open(&encode(&bytes), now()), None);
+            prop_assert_eq!(sealer.open(NAME, &encode(&bytes), now()), None);
         }
+    }
+}
+
+#[test]
+fn one_key_ring_for_two_cookies_does_not_let_one_stand_in_for_the_other() {
+    let deadline = now() + Duration::hours(1);
+    for sealer in sealers(ring("k", 1)) {
+        let user = sealer.seal("user_session", b"{}", deadline).unwrap();
+        assert_eq!(sealer.open("admin_session", &user, now()), None);
+        // The name's length is bound too: moving bytes between name and value fails.
+        assert_eq!(sealer.open("user_sessio", &user, now()), None);
+        assert_eq!(sealer.open("", &user, now()), None);
     }
 }
 
@@ -143,22 +174,22 @@ fn wrong_keys_are_rejected() {
     let deadline = now() + Duration::hours(1);
     for (ours, theirs) in sealers(ring("k", 1)).into_iter().zip(sealers(ring("k", 2))) {
         // Same id, other secret.
-        let value = theirs.seal(b"{}", deadline).unwrap();
-        assert_eq!(ours.open(&value, now()), None);
+        let value = theirs.seal(NAME, b"{}", deadline).unwrap();
+        assert_eq!(ours.open(NAME, &value, now()), None);
     }
     for (ours, theirs) in sealers(ring("k", 1))
         .into_iter()
         .zip(sealers(ring("other", 1)))
     {
         // Same secret, an id the ring does not have.
-        let value = theirs.seal(b"{}", deadline).unwrap();
-        assert_eq!(ours.open(&value, now()), None);
+        let value = theirs.seal(NAME, b"{}", deadline).unwrap();
+        assert_eq!(ours.open(NAME, &value, now()), None);
     }
     // The header claims a key of the ring, but another key sealed it.
     for (ours, theirs) in sealers(ring("k", 1)).into_iter().zip(sealers(ring("j", 2))) {
-        let mut bytes = decode(&theirs.seal(b"{}", deadline).unwrap());
+        let mut bytes = decode(&theirs.seal(NAME, b"{}", deadline).unwrap());
         bytes[2] = b'k';
-        assert_eq!(ours.open(&encode(&bytes), now()), None);
+        assert_eq!(ours.open(NAME, &encode(&bytes), now()), None);
     }
 }
 
@@ -166,22 +197,27 @@ fn wrong_keys_are_rejected() {
 fn expired_values_are_rejected() {
     for sealer in sealers(ring("k", 1)) {
         let deadline = now() + Duration::minutes(30);
-        let value = sealer.seal(b"{}", deadline).unwrap();
-        assert!(sealer.open(&value, now()).is_some());
+        let value = sealer.seal(NAME, b"{}", deadline).unwrap();
+        assert!(sealer.open(NAME, &value, now()).is_some());
         assert!(
             sealer
-                .open(&value, deadline - Duration::milliseconds(1))
+                .open(NAME, &value, deadline - Duration::milliseconds(1))
                 .is_some()
         );
-        assert_eq!(sealer.open(&value, deadline), None);
-        assert_eq!(sealer.open(&value, deadline + Duration::days(365)), None);
+        assert_eq!(sealer.open(NAME, &value, deadline), None);
+        assert_eq!(
+            sealer.open(NAME, &value, deadline + Duration::days(365)),
+            None
+        );
         // Sealed already dead.
-        let dead = sealer.seal(b"{}", now() - Duration::seconds(1)).unwrap();
-        assert_eq!(sealer.open(&dead, now()), None);
+        let dead = sealer
+            .seal(NAME, b"{}", now() - Duration::seconds(1))
+            .unwrap();
+        assert_eq!(sealer.open(NAME, &dead, now()), None);
         // Moving the deadline forward breaks the tag.
         let mut bytes = decode(&value);
         bytes[3 + 7] = bytes[3 + 7].wrapping_add(1);
-        assert_eq!(sealer.open(&encode(&bytes), deadline), None);
+        assert_eq!(sealer.open(NAME, &encode(&bytes), deadline), None);
     }
 }
 
@@ -189,12 +225,15 @@ fn expired_values_are_rejected() {
 fn oversized_values_are_refused() {
     for sealer in sealers(ring("k", 1)) {
         // A genuine value, padded past the limit with trailing garbage.
-        let value = sealer.seal(b"{}", now() + Duration::hours(1)).unwrap();
+        let value = sealer
+            .seal(NAME, b"{}", now() + Duration::hours(1))
+            .unwrap();
         let huge = format!("{value}{}", "A".repeat(MAX_COOKIE_VALUE_LEN));
-        assert_eq!(sealer.open(&huge, now()), None);
-        assert_eq!(sealer.open(&"A".repeat(10 << 20), now()), None);
+        assert_eq!(sealer.open(NAME, &huge, now()), None);
+        assert_eq!(sealer.open(NAME, &"A".repeat(10 << 20), now()), None);
         // Sealing what open would refuse is a typed error, not a dead cookie.
         match sealer.seal(
+            NAME,
             &vec![b'x'; MAX_COOKIE_VALUE_LEN],
             now() + Duration::hours(1),
         ) {
@@ -207,23 +246,23 @@ fn oversized_values_are_refused() {
         // The largest payload that fits still round-trips.
         let mut n = MAX_COOKIE_VALUE_LEN * 3 / 4 - 100;
         while sealer
-            .seal(&vec![b'x'; n + 1], now() + Duration::hours(1))
+            .seal(NAME, &vec![b'x'; n + 1], now() + Duration::hours(1))
             .is_ok()
         {
             n += 1;
         }
         let value = sealer
-            .seal(&vec![b'x'; n], now() + Duration::hours(1))
+            .seal(NAME, &vec![b'x'; n], now() + Duration::hours(1))
             .unwrap();
         assert!(value.len() <= MAX_COOKIE_VALUE_LEN);
-        assert_eq!(sealer.open(&value, now()).map(|p| p.len()), Some(n));
+        assert_eq!(sealer.open(NAME, &value, now()).map(|p| p.len()), Some(n));
     }
 }
 
 #[test]
 fn garbage_is_rejected() {
     let valid = SignedCookies::new(ring("k", 1))
-        .seal(b"{}", now() + Duration::hours(1))
+        .seal(NAME, b"{}", now() + Duration::hours(1))
         .unwrap();
     let cases = [
         String::new(),
@@ -243,7 +282,7 @@ fn garbage_is_rejected() {
     ];
     for sealer in sealers(ring("k", 1)) {
         for c in &cases {
-            assert_eq!(sealer.open(c, now()), None, "{c:.60?}");
+            assert_eq!(sealer.open(NAME, c, now()), None, "{c:.60?}");
         }
     }
 }

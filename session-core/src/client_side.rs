@@ -17,15 +17,27 @@ pub const MAX_SET_COOKIE_BYTES: usize = 4096;
 /// Implementations (signed or encrypted, in the `session-cookie` crate) carry the
 /// deadline inside the sealed value, so a replayed cookie dies with its deadline.
 ///
+/// The manager passes its cookie name to both methods. Implementations authenticate
+/// it along with the value (without storing it in the value), so a value sealed for
+/// one cookie does not open as another that shares the keys — say `user_session`
+/// replayed as `admin_session`.
+///
 /// [`SessionManager::client_side`]: crate::SessionManager::client_side
 pub trait CookieSealer: Send + Sync + 'static {
     /// Seals `payload` (the encoded session envelope) with its deadline into a
-    /// cookie value made of cookie-safe characters (for example base64url).
-    fn seal(&self, payload: &[u8], expires_at: OffsetDateTime) -> Result<String, Error>;
+    /// value for the cookie named `cookie_name`, made of cookie-safe characters (for
+    /// example base64url).
+    fn seal(
+        &self,
+        cookie_name: &str,
+        payload: &[u8],
+        expires_at: OffsetDateTime,
+    ) -> Result<String, Error>;
 
-    /// Returns the payload only if `cookie_value` is authentic, untampered and its
-    /// deadline is after `now`. Any other input yields `None`; never panics.
-    fn open(&self, cookie_value: &str, now: OffsetDateTime) -> Option<Vec<u8>>;
+    /// Returns the payload only if `cookie_value` is authentic, untampered, was sealed
+    /// for the cookie named `cookie_name` and its deadline is after `now`. Any other
+    /// input yields `None`; never panics.
+    fn open(&self, cookie_name: &str, cookie_value: &str, now: OffsetDateTime) -> Option<Vec<u8>>;
 }
 
 /// The manager's operations over a sealer.
@@ -43,7 +55,9 @@ impl<'a> ClientSide<'a> {
     /// open (forged, expired, garbage) is no session.
     pub(crate) fn load(&self, sealed: Option<&str>) -> Result<Loaded, Error> {
         let now = self.shared.clock.now();
-        let Some(payload) = sealed.and_then(|v| self.sealer.open(v, now)) else {
+        let Some(payload) =
+            sealed.and_then(|v| self.sealer.open(self.shared.config.cookie_name(), v, now))
+        else {
             return Ok(self.shared.fresh(now));
         };
         // The payload is authentic, so a decode failure is our own bug or a format
@@ -86,7 +100,11 @@ impl<'a> ClientSide<'a> {
         }
         let now = shared.clock.now();
         let expires_at = shared.deadline(&loaded.meta, now);
-        let value = self.sealer.seal(&shared.encode(&loaded)?, expires_at)?;
+        let value = self.sealer.seal(
+            shared.config.cookie_name(),
+            &shared.encode(&loaded)?,
+            expires_at,
+        )?;
         let cookie = shared.cookie(value, &loaded, expires_at, now);
         let size = cookie.to_string().len();
         if size > MAX_SET_COOKIE_BYTES {

@@ -9,23 +9,31 @@ use session_core::{
     Clock, CookieDecision, CookieSealer, Error, ManualClock, SessionConfig, SessionManager,
 };
 
-/// A test-only sealer: base64url of `deadline-millis|payload`, no authenticity.
-/// Real ones (signed, encrypted) live in session-cookie; this one isolates the
-/// manager's behaviour.
+/// A test-only sealer: base64url of `cookie-name|deadline-millis|payload`, no
+/// authenticity. Real ones (signed, encrypted) live in session-cookie; this one
+/// isolates the manager's behaviour.
 struct PlainSealer;
 
 impl CookieSealer for PlainSealer {
-    fn seal(&self, payload: &[u8], expires_at: OffsetDateTime) -> Result<String, Error> {
-        let mut bytes = (expires_at.unix_timestamp_nanos() / 1_000_000)
-            .to_string()
-            .into_bytes();
+    fn seal(
+        &self,
+        cookie_name: &str,
+        payload: &[u8],
+        expires_at: OffsetDateTime,
+    ) -> Result<String, Error> {
+        let mut bytes = format!(
+            "{cookie_name}|{}",
+            expires_at.unix_timestamp_nanos() / 1_000_000
+        )
+        .into_bytes();
         bytes.push(b'|');
         bytes.extend_from_slice(payload);
         Ok(URL_SAFE_NO_PAD.encode(bytes))
     }
 
-    fn open(&self, cookie_value: &str, now: OffsetDateTime) -> Option<Vec<u8>> {
+    fn open(&self, cookie_name: &str, cookie_value: &str, now: OffsetDateTime) -> Option<Vec<u8>> {
         let bytes = URL_SAFE_NO_PAD.decode(cookie_value).ok()?;
+        let bytes = bytes.strip_prefix(format!("{cookie_name}|").as_bytes())?;
         let split = bytes.iter().position(|&b| b == b'|')?;
         let millis: i128 = std::str::from_utf8(&bytes[..split]).ok()?.parse().ok()?;
         (millis * 1_000_000 > now.unix_timestamp_nanos()).then(|| bytes[split + 1..].to_vec())
@@ -89,6 +97,20 @@ async fn expired_forged_or_garbage_cookies_are_no_session() {
             CookieDecision::Remove(_)
         ));
     }
+}
+
+#[tokio::test]
+async fn the_manager_seals_and_opens_under_its_own_cookie_name() {
+    let named = |name: &str| manager(SessionConfig::builder().cookie_name(name).build().unwrap()).1;
+    let (user, admin) = (named("user_session"), named("admin_session"));
+    let s = user.session(None);
+    s.insert("role", "guest").await.unwrap();
+    let cookie = set(user.finish(&s).await.unwrap());
+    assert!(user.session(Some(&cookie)).exists().await.unwrap());
+    // The same sealer behind another cookie name: the value is no session there.
+    let s = admin.session(Some(&cookie));
+    assert!(!s.exists().await.unwrap());
+    assert_eq!(s.get::<String>("role").await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -68,11 +68,11 @@ fn session_data() -> impl Strategy<Value = BTreeMap<String, serde_json::Value>> 
 struct PassThrough;
 
 impl CookieSealer for PassThrough {
-    fn seal(&self, payload: &[u8], _: OffsetDateTime) -> Result<String, Error> {
+    fn seal(&self, _: &str, payload: &[u8], _: OffsetDateTime) -> Result<String, Error> {
         Ok(URL_SAFE_NO_PAD.encode(payload))
     }
 
-    fn open(&self, value: &str, _: OffsetDateTime) -> Option<Vec<u8>> {
+    fn open(&self, _: &str, value: &str, _: OffsetDateTime) -> Option<Vec<u8>> {
         URL_SAFE_NO_PAD.decode(value).ok()
     }
 }

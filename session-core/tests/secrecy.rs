@@ -321,10 +321,10 @@ async fn debug_and_errors_never_show_a_token() {
     // Client-side: the cookie *is* the sealed session; Debug hides it too.
     struct Plain;
     impl CookieSealer for Plain {
-        fn seal(&self, payload: &[u8], _: OffsetDateTime) -> Result<String, Error> {
+        fn seal(&self, _: &str, payload: &[u8], _: OffsetDateTime) -> Result<String, Error> {
             Ok(URL_SAFE_NO_PAD.encode(payload))
         }
-        fn open(&self, value: &str, _: OffsetDateTime) -> Option<Vec<u8>> {
+        fn open(&self, _: &str, value: &str, _: OffsetDateTime) -> Option<Vec<u8>> {
             URL_SAFE_NO_PAD.decode(value).ok()
         }
     }
