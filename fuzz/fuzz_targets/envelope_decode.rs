@@ -15,11 +15,11 @@ use session_core::{CookieSealer, Error, SessionConfig, SessionManager};
 struct PassThrough;
 
 impl CookieSealer for PassThrough {
-    fn seal(&self, payload: &[u8], _: OffsetDateTime) -> Result<String, Error> {
+    fn seal(&self, _: &str, payload: &[u8], _: OffsetDateTime) -> Result<String, Error> {
         Ok(String::from_utf8_lossy(payload).into_owned())
     }
 
-    fn open(&self, value: &str, _: OffsetDateTime) -> Option<Vec<u8>> {
+    fn open(&self, _: &str, value: &str, _: OffsetDateTime) -> Option<Vec<u8>> {
         Some(value.as_bytes().to_vec())
     }
 }
