@@ -16,7 +16,8 @@ use crate::store::MySqlDialect;
 /// The schema version this build creates and expects.
 pub const SCHEMA_VERSION: i64 = 1;
 
-/// How long `migrate()` waits for another process's migration, in seconds.
+/// How long `migrate()` waits for another process's migration, in seconds — at most:
+/// the store's statement timeout bounds the whole of `migrate()`, lock wait included.
 const LOCK_WAIT_SECS: i64 = 60;
 
 pub(crate) const MIGRATIONS: &[Migration] = &[Migration {

@@ -6,7 +6,8 @@ mod store;
 
 pub use migrate::SCHEMA_VERSION;
 pub use session_sql_common::{
-    CleanupSchedule, DEFAULT_TABLE, PoolSettings, SchemaTooNew, spawn_cleanup,
+    CleanupSchedule, DEFAULT_STATEMENT_TIMEOUT, DEFAULT_TABLE, PoolSettings, SchemaTooNew,
+    StatementTimeout, spawn_cleanup,
 };
 pub use store::{PgDialect, PostgresStore, PostgresStoreBuilder};
 

@@ -1,6 +1,7 @@
 //! Mapping sqlx errors onto the core [`Error`].
 
 use std::fmt;
+use std::time::Duration;
 
 use session_core::{DecodeError, Error};
 use sqlx::error::DatabaseError;
@@ -120,6 +121,50 @@ impl fmt::Display for PoolTimeout {
 
 impl std::error::Error for PoolTimeout {}
 
+/// A statement that did not complete within the store's statement timeout
+/// ([`PoolSettings::statement_timeout`](crate::PoolSettings::statement_timeout)), as
+/// the source of a retryable [`Error::Backend`].
+///
+/// The client gave up waiting; whether the server applied a write it had already
+/// received is unknown (as after any connection loss). The connection it ran on is
+/// discarded, never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatementTimeout {
+    /// The timeout that elapsed.
+    pub limit: Duration,
+}
+
+impl fmt::Display for StatementTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "statement timeout: the database did not answer within {:?}",
+            self.limit
+        )
+    }
+}
+
+impl std::error::Error for StatementTimeout {}
+
+impl StatementTimeout {
+    /// The sqlx error a timed-out statement is reported as until the lease has seen
+    /// it: an I/O error of kind `TimedOut`, which [`classify`] treats as a lost
+    /// connection (its state is unknown, so it must not be reused).
+    pub fn into_sqlx(self) -> sqlx::Error {
+        sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, self))
+    }
+
+    /// The timeout inside `err`, if `err` is one made by [`into_sqlx`](Self::into_sqlx).
+    pub fn from_sqlx(err: &sqlx::Error) -> Option<Self> {
+        match err {
+            sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                io.get_ref()?.downcast_ref::<Self>().copied()
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Another process held the schema-migration lock for too long: the source of a
 /// retryable [`Error::Backend`] from `migrate()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,5 +204,19 @@ mod tests {
             to_core(sqlx::Error::Decode("bad".into()), no_hook),
             Error::Decode(_)
         ));
+    }
+
+    #[test]
+    fn a_statement_timeout_is_a_lost_connection_and_retryable() {
+        let timeout = StatementTimeout {
+            limit: Duration::from_millis(300),
+        };
+        let err = timeout.into_sqlx();
+        assert_eq!(classify(&err, no_hook), ErrorClass::ConnectionLost);
+        assert_eq!(StatementTimeout::from_sqlx(&err), Some(timeout));
+        let other = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert_eq!(StatementTimeout::from_sqlx(&other), None);
+        assert!(to_core(err, no_hook).is_retryable());
+        assert!(timeout.to_string().contains("statement timeout"));
     }
 }

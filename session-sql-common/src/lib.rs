@@ -11,9 +11,9 @@ pub mod testing;
 
 pub use cleanup::{CleanupSchedule, spawn_cleanup};
 pub use dialect::{Dialect, RawRecord, Rerun, Statements};
-pub use error::{DbErrorHook, ErrorClass, SchemaTooNew};
+pub use error::{DbErrorHook, ErrorClass, SchemaTooNew, StatementTimeout};
 pub use migrate::{Migration, MigrationOutcome, MigrationSql};
-pub use pool::{ConnectionSource, Lease, PoolSettings};
+pub use pool::{ConnectionSource, DEFAULT_STATEMENT_TIMEOUT, Lease, PoolSettings, bounded};
 pub use store::{SqlStore, SqlStoreBuilder};
 pub use table::{MAX_TABLE_NAME_LEN, TableName};
 

@@ -17,7 +17,7 @@ use sqlx::Connection;
 
 use crate::dialect::{Dialect, RawRecord, Rerun, Statements};
 use crate::error::malformed;
-use crate::pool::{ConnectionSource, Lease, PoolSettings};
+use crate::pool::{ConnectionSource, Lease, PoolSettings, bounded};
 use crate::table::TableName;
 use crate::{DEFAULT_DELETE_BATCH, DEFAULT_TABLE, migrate};
 
@@ -41,6 +41,8 @@ pub struct SqlStore<D: Dialect> {
     table: TableName,
     clock: SharedClock,
     delete_batch: u32,
+    /// [`PoolSettings::statement_timeout`]: bounds every statement.
+    statement_timeout: Option<Duration>,
 }
 
 impl<D: Dialect> Clone for SqlStore<D> {
@@ -51,6 +53,7 @@ impl<D: Dialect> Clone for SqlStore<D> {
             table: self.table.clone(),
             clock: Arc::clone(&self.clock),
             delete_batch: self.delete_batch,
+            statement_timeout: self.statement_timeout,
         }
     }
 }
@@ -63,6 +66,7 @@ impl<D: Dialect> fmt::Debug for SqlStore<D> {
             .field("table", &self.table)
             .field("clock", &self.clock)
             .field("delete_batch", &self.delete_batch)
+            .field("statement_timeout", &self.statement_timeout)
             .finish()
     }
 }
@@ -125,7 +129,8 @@ impl<D: Dialect> SqlStoreBuilder<D> {
         self
     }
 
-    /// All pool settings at once (ignored by [`with_pool`](Self::with_pool)).
+    /// All pool settings at once (ignored by [`with_pool`](Self::with_pool), except
+    /// [`statement_timeout`](PoolSettings::statement_timeout)).
     pub fn pool_settings(mut self, settings: PoolSettings) -> Self {
         self.pool = settings;
         self
@@ -141,6 +146,22 @@ impl<D: Dialect> SqlStoreBuilder<D> {
     /// retryable error (default 10 s).
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.pool.acquire_timeout = Some(timeout);
+        self
+    }
+
+    /// The longest one statement may take once it has a connection (default
+    /// [`DEFAULT_STATEMENT_TIMEOUT`](crate::DEFAULT_STATEMENT_TIMEOUT), 2 s, like the
+    /// Redis store's command timeout). A statement that takes longer — a paused or
+    /// unreachable server, a long lock wait — fails with a retryable
+    /// [`Error::Backend`] whose source is a
+    /// [`StatementTimeout`](crate::error::StatementTimeout), and its connection is
+    /// discarded. Each `delete_expired` batch is bounded on its own; `migrate()` as a
+    /// whole (raise the timeout for a migration of a large table). Also applies to a
+    /// store built [`with_pool`](Self::with_pool). Zero is a configuration error when
+    /// the store is built; [`pool_settings`](Self::pool_settings) with
+    /// `statement_timeout: None` disables the bound.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.pool.statement_timeout = Some(timeout);
         self
     }
 
@@ -166,6 +187,7 @@ impl<D: Dialect> SqlStoreBuilder<D> {
 
     /// Like [`connect`](Self::connect), with sqlx connect options.
     pub fn connect_with(self, options: ConnectOptionsOf<D>) -> Result<SqlStore<D>, Error> {
+        self.validate()?;
         let source = ConnectionSource::managed(options, self.pool)?;
         self.build(source)
     }
@@ -174,7 +196,20 @@ impl<D: Dialect> SqlStoreBuilder<D> {
     /// keeps its own behaviour, including sqlx's ping on every release (see the crate
     /// docs on why the built-in pool is faster).
     pub fn with_pool(self, pool: SqlxPoolOf<D>) -> Result<SqlStore<D>, Error> {
+        self.validate()?;
         self.build(ConnectionSource::Sqlx(pool))
+    }
+
+    /// Checks the settings that have no safe meaning: a zero statement timeout would
+    /// fail every operation.
+    fn validate(&self) -> Result<(), Error> {
+        if self.pool.statement_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(Error::Config(ConfigError::Invalid {
+                setting: "statement timeout",
+                reason: "must be positive".to_owned(),
+            }));
+        }
+        Ok(())
     }
 
     fn build(self, source: ConnectionSource<D::Connection>) -> Result<SqlStore<D>, Error> {
@@ -185,6 +220,7 @@ impl<D: Dialect> SqlStoreBuilder<D> {
             table,
             clock: self.clock,
             delete_batch: self.delete_batch,
+            statement_timeout: self.pool.statement_timeout,
         })
     }
 }
@@ -218,14 +254,22 @@ impl<D: Dialect> SqlStore<D> {
     /// a [`SchemaTooNew`](crate::SchemaTooNew).
     pub async fn migrate(&self) -> Result<i64, Error> {
         let mut lease = self.lease().await?;
-        let r = D::migrate(lease.begin(), &self.table).await;
+        let r = bounded(
+            self.statement_timeout,
+            D::migrate(lease.begin(), &self.table),
+        )
+        .await;
         lease.finish(r)?.into_result()
     }
 
     /// The schema version recorded for this table, `None` if it was never migrated.
     pub async fn schema_version(&self) -> Result<Option<i64>, Error> {
         let mut lease = self.lease().await?;
-        let r = migrate::version::<D>(lease.begin(), &self.table).await;
+        let r = bounded(
+            self.statement_timeout,
+            migrate::version::<D>(lease.begin(), &self.table),
+        )
+        .await;
         lease.finish(r)
     }
 
@@ -233,7 +277,11 @@ impl<D: Dialect> SqlStore<D> {
     /// tests and tear-down of per-test namespaces.
     pub async fn drop_table(&self) -> Result<(), Error> {
         let mut lease = self.lease().await?;
-        let r = migrate::drop_all::<D>(lease.begin(), &self.table).await;
+        let r = bounded(
+            self.statement_timeout,
+            migrate::drop_all::<D>(lease.begin(), &self.table),
+        )
+        .await;
         lease.finish(r)
     }
 
@@ -252,7 +300,8 @@ impl<D: Dialect> SqlStore<D> {
     }
 }
 
-/// Runs one statement on a lease's connection and records its outcome there; while
+/// Runs one statement on a lease's connection, bounded by `$limit` (the statement
+/// timeout; each re-run has its own), and records its outcome there; while
 /// the server rolls a statement that `$rerun` allows back as a deadlock victim, runs
 /// it again (it had no effect, so that is exactly the same operation), up to
 /// [`CONFLICT_ATTEMPTS`] times in all.
@@ -261,12 +310,12 @@ impl<D: Dialect> SqlStore<D> {
 /// `AsyncFnMut` bound cannot require the closure's futures to be `Send`, which
 /// `async_trait` needs.
 macro_rules! run {
-    ($lease:ident, $rerun:expr, |$conn:ident| $statement:expr) => {{
+    ($lease:ident, $limit:expr, $rerun:expr, |$conn:ident| $statement:expr) => {{
         let rerun: bool = $rerun;
         let mut attempt = 1;
         loop {
             let $conn = $lease.begin();
-            match $statement.await {
+            match bounded($limit, $statement).await {
                 Err(e)
                     if rerun && attempt < CONFLICT_ATTEMPTS && $lease.is_transient_conflict(&e) =>
                 {
@@ -292,7 +341,11 @@ impl<D: Dialect> SessionInterface for SqlStore<D> {
     async fn load(&self, key: &StorageKey) -> Result<Option<StoredRecord>, Error> {
         let now = self.clock.now();
         let mut lease = self.lease().await?;
-        let r = D::load(lease.begin(), &self.sql, key, now).await;
+        let r = bounded(
+            self.statement_timeout,
+            D::load(lease.begin(), &self.sql, key, now),
+        )
+        .await;
         lease.finish(r)?.map(decode).transpose()
     }
 
@@ -305,9 +358,12 @@ impl<D: Dialect> SessionInterface for SqlStore<D> {
         let now = self.clock.now();
         let mut lease = self.lease().await?;
         let sql = &*self.sql;
+        let limit = self.statement_timeout;
         match mode {
             SaveMode::Create => {
-                if run!(lease, true, |conn| D::create(conn, sql, key, record, now))? {
+                if run!(lease, limit, true, |conn| D::create(
+                    conn, sql, key, record, now
+                ))? {
                     Ok(FIRST_VERSION)
                 } else {
                     Err(Error::Collision)
@@ -316,7 +372,7 @@ impl<D: Dialect> SessionInterface for SqlStore<D> {
             SaveMode::Update { expected_version } => {
                 // A version beyond BIGINT cannot be stored, so it matches no row.
                 if let Ok(expected) = i64::try_from(expected_version) {
-                    let written = run!(lease, Self::RERUN_WRITES, |conn| D::update(
+                    let written = run!(lease, limit, Self::RERUN_WRITES, |conn| D::update(
                         conn, sql, key, record, expected, now
                     ))?;
                     if written {
@@ -327,7 +383,7 @@ impl<D: Dialect> SessionInterface for SqlStore<D> {
                 // read-only statement, so nothing can be resurrected; if the row changes
                 // in between, the answer describes the later state, and either way
                 // nothing was written.
-                let r = D::is_live(lease.begin(), sql, key, now).await;
+                let r = bounded(limit, D::is_live(lease.begin(), sql, key, now)).await;
                 if lease.finish(r)? {
                     Err(Error::Conflict)
                 } else {
@@ -340,14 +396,18 @@ impl<D: Dialect> SessionInterface for SqlStore<D> {
     async fn expire(&self, key: &StorageKey) -> Result<(), Error> {
         let mut lease = self.lease().await?;
         let sql = &*self.sql;
-        run!(lease, Self::RERUN_WRITES, |conn| D::expire(conn, sql, key))
+        let limit = self.statement_timeout;
+        run!(lease, limit, Self::RERUN_WRITES, |conn| D::expire(
+            conn, sql, key
+        ))
     }
 
     async fn touch(&self, key: &StorageKey, expires_at: OffsetDateTime) -> Result<bool, Error> {
         let now = self.clock.now();
         let mut lease = self.lease().await?;
         let sql = &*self.sql;
-        run!(lease, Self::RERUN_WRITES, |conn| D::touch(
+        let limit = self.statement_timeout;
+        run!(lease, limit, Self::RERUN_WRITES, |conn| D::touch(
             conn, sql, key, expires_at, now
         ))
     }
@@ -359,9 +419,10 @@ impl<D: Dialect> SessionInterface for SqlStore<D> {
         let batch = i64::from(self.delete_batch);
         let mut lease = self.lease().await?;
         let sql = &*self.sql;
+        let limit = self.statement_timeout;
         let mut total = 0;
         loop {
-            let n = run!(lease, Self::RERUN_WRITES, |conn| D::purge(
+            let n = run!(lease, limit, Self::RERUN_WRITES, |conn| D::purge(
                 conn, sql, now, batch
             ))?;
             total += n;

@@ -1,5 +1,6 @@
 //! The integration tests both SQL stores run beyond the conformance suite — schema
-//! and migrations, hostile table names, unreadable rows, pool exhaustion, a caller's
+//! and migrations, hostile table names, unreadable rows, pool exhaustion, statement
+//! timeouts, a caller's
 //! `sqlx::Pool`, a 100,000-row purge, connection loss, and the SQL-specific
 //! [`contract`] checks — written once here, generic over a [`TestServer`] that
 //! supplies what differs per database (its URL variable, and the raw SQL a test sends
@@ -26,7 +27,7 @@ use sqlx::pool::PoolOptions;
 use super::contract::{self, key};
 use super::server_url;
 use crate::dialect::Dialect;
-use crate::error::SchemaTooNew;
+use crate::error::{SchemaTooNew, StatementTimeout};
 use crate::migrate::MigrationConnection;
 use crate::store::{ConnectOptionsOf, SqlStore};
 use crate::table::TableName;
@@ -270,6 +271,139 @@ pub async fn exhausted_pool_times_out_instead_of_hanging<S: TestServer>() {
     store.drop_table().await.unwrap();
 }
 
+/// A zero statement timeout is a typed configuration error when the store is built
+/// (nothing listens at the URL: no connection is needed to find out).
+pub fn zero_statement_timeout_is_a_config_error<S: TestServer>() {
+    let err = Store::<S>::builder()
+        .statement_timeout(StdDuration::ZERO)
+        .connect(S::UNREACHABLE_URL)
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Config(ConfigError::Invalid {
+                setting: "statement timeout",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    let settings = crate::PoolSettings::default();
+    assert_eq!(
+        settings.statement_timeout,
+        Some(crate::DEFAULT_STATEMENT_TIMEOUT)
+    );
+    // The bound can be switched off explicitly, and a positive one is accepted.
+    for timeout in [None, Some(StdDuration::from_millis(1))] {
+        Store::<S>::builder()
+            .pool_settings(crate::PoolSettings {
+                statement_timeout: timeout,
+                ..settings
+            })
+            .connect(S::UNREACHABLE_URL)
+            .unwrap();
+    }
+}
+
+/// Asserts that `err` is the retryable error of a statement that ran into the
+/// statement timeout `limit`.
+fn assert_statement_timeout(err: &Error, limit: StdDuration) {
+    assert!(err.is_retryable(), "{err:?}");
+    let Error::Backend { source, .. } = err else {
+        panic!("not a backend error: {err:?}")
+    };
+    let timeout = source
+        .downcast_ref::<StatementTimeout>()
+        .unwrap_or_else(|| panic!("source is not a StatementTimeout: {source:?}"));
+    assert_eq!(timeout.limit, limit);
+    assert!(source.to_string().contains("statement timeout"), "{source}");
+}
+
+/// A statement blocked by a row lock another client holds (`SELECT … FOR UPDATE` in an
+/// open transaction — the shared server is never paused) fails with a retryable error
+/// whose source is a [`StatementTimeout`], after the store's statement timeout and not
+/// when the lock goes away; the stuck connection is discarded, never reused; the same
+/// store value serves other statements meanwhile and works normally once the lock is
+/// released.
+///
+/// The blocked operation is `touch`: its abandoned statement is still queued on the
+/// server and may move the deadline once the lock is released (the server does not
+/// know the client gave up — any timed-out write's outcome is unknown), but it changes
+/// neither payload nor version, so what the test reads afterwards is determined.
+pub async fn blocked_statement_times_out_and_the_store_recovers<S: TestServer>() {
+    let Some(url) = url::<S>() else { return };
+    let limit = StdDuration::from_millis(300);
+    let clock = ManualClock::starting_now();
+    // One connection: every operation after a timeout needs a fresh one, so a timed-out
+    // connection that was reused (it still waits for its abandoned statement's answer)
+    // or that leaked its pool slot would make the next operation fail.
+    let store = Store::<S>::builder()
+        .table_name(table("stmt_timeout"))
+        .clock(clock.shared())
+        .max_connections(1)
+        .acquire_timeout(StdDuration::from_secs(5))
+        .statement_timeout(limit)
+        .connect(&url)
+        .unwrap();
+    store.migrate().await.unwrap();
+    let k = key();
+    let deadline = clock.now() + Duration::hours(1);
+    let later = deadline + Duration::hours(1);
+    store
+        .save(&k, &rec(b"a", deadline), SaveMode::Create)
+        .await
+        .unwrap();
+
+    S::with_row_locked(&url, store.table_name(), &k, async {
+        for round in 0..3 {
+            let started = Instant::now();
+            let r = tokio::time::timeout(StdDuration::from_secs(5), store.touch(&k, later)).await;
+            let err = r
+                .unwrap_or_else(|_| panic!("round {round}: a blocked statement must not hang"))
+                .unwrap_err();
+            assert_statement_timeout(&err, limit);
+            assert!(
+                started.elapsed() >= limit - StdDuration::from_millis(50),
+                "round {round}: failed after {:?}, before the timeout",
+                started.elapsed()
+            );
+            // A plain read is not blocked by the row lock: the store still serves, on
+            // a new connection.
+            let r = tokio::time::timeout(StdDuration::from_secs(5), store.load(&k)).await;
+            let got = r
+                .unwrap_or_else(|_| panic!("round {round}: load hung after a timeout"))
+                .unwrap()
+                .expect("the session is live");
+            assert_eq!((&got.payload[..], got.version), (&b"a"[..], 1));
+        }
+    })
+    .await;
+
+    // The lock is gone: the same store value works again.
+    let got = store.load(&k).await.unwrap().expect("the session is live");
+    assert_eq!((&got.payload[..], got.version), (&b"a"[..], 1));
+    // Deadlines are stored to the microsecond.
+    let micros = |t: OffsetDateTime| t.unix_timestamp_nanos() / 1_000;
+    assert!(
+        [deadline, later]
+            .map(micros)
+            .contains(&micros(got.expires_at)),
+        "{:?}",
+        got.expires_at
+    );
+    let update = SaveMode::Update {
+        expected_version: 1,
+    };
+    assert_eq!(store.save(&k, &rec(b"b", later), update).await.unwrap(), 2);
+    assert!(store.touch(&k, later).await.unwrap());
+    let got = store.load(&k).await.unwrap().expect("the session is live");
+    assert_eq!(
+        (&got.payload[..], got.version, micros(got.expires_at)),
+        (&b"b"[..], 2, micros(later))
+    );
+    store.drop_table().await.unwrap();
+}
+
 /// A store on a caller's `sqlx::Pool` keeps the compare-and-set and create contracts.
 pub async fn accepts_a_callers_sqlx_pool<S: TestServer>() {
     let Some(url) = url::<S>() else { return };
@@ -439,10 +573,16 @@ macro_rules! sql_store_tests {
             $crate::testing::integration::hostile_table_names_are_rejected_before_any_sql::<$server>();
         }
 
+        #[test]
+        fn zero_statement_timeout_is_a_config_error() {
+            $crate::testing::integration::zero_statement_timeout_is_a_config_error::<$server>();
+        }
+
         $crate::sql_store_tests!(@each $server, #[tokio::test];
             migrations_are_idempotent_and_recorded,
             unreadable_rows_are_decode_errors,
             exhausted_pool_times_out_instead_of_hanging,
+            blocked_statement_times_out_and_the_store_recovers,
             accepts_a_callers_sqlx_pool,
         );
         $crate::sql_store_tests!(@each $server, #[tokio::test(flavor = "multi_thread", worker_threads = 2)];
