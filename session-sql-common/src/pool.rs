@@ -24,7 +24,10 @@
 //! Every wait is bounded: for a free connection by [`PoolSettings::acquire_timeout`],
 //! for a new one by [`PoolSettings::connect_timeout`], for the recycle ping by the
 //! shorter of the statement and connect timeouts, and for each statement by the
-//! statement timeout.
+//! statement timeout. Opening a connection keeps its own, longer limit: many
+//! connections opened at once on a busy machine (PostgreSQL forks a process and runs
+//! SCRAM for each) took over 2 s in the tests, so against a paused server a request
+//! that needs a new connection fails after the connect timeout.
 //!
 //! [`ConnectionSource::Sqlx`] accepts a caller's `sqlx::Pool` as is, for applications
 //! that already have one (it keeps that pool's ping behaviour).
@@ -191,8 +194,8 @@ impl<C: Connection> ConnectionSource<C> {
             .wait_timeout(settings.acquire_timeout)
             .create_timeout(settings.connect_timeout)
             // The recycle step pings at most once: a statement on an open connection
-            // (e.g. one whose caller gave up mid-statement), so bound it by the statement
-            // timeout too. A recycle that times out discards the connection.
+            // (e.g. one whose caller gave up mid-statement), so bound it by the
+            // statement timeout too. A recycle that times out discards the connection.
             .recycle_timeout(shorter(
                 settings.statement_timeout,
                 settings.connect_timeout,
@@ -308,9 +311,9 @@ impl<C: Connection> Lease<C> {
                     // way (a server restart). A timeout is different: one slow
                     // statement — a lock wait, a long purge — says nothing about the
                     // other sockets, and emptying the pool would make every concurrent
-                    // request reconnect. Against a paused server that is worse, too:
-                    // a reconnect waits `connect_timeout` (10 s), while an idle
-                    // connection fails after the statement timeout and is discarded then.
+                    // request reconnect (each reconnect waiting up to the connect
+                    // timeout), while an idle connection that is really dead fails
+                    // after the statement timeout and is discarded then.
                     if timed_out.is_none()
                         && let Some(pool) = Object::pool(obj)
                     {

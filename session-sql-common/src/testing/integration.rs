@@ -271,6 +271,50 @@ pub async fn exhausted_pool_times_out_instead_of_hanging<S: TestServer>() {
     store.drop_table().await.unwrap();
 }
 
+/// A server that accepts connections and never answers (what a paused server looks
+/// like to a client: the kernel completes the TCP handshake, the process says
+/// nothing): an operation that has to open a connection fails with a retryable error
+/// after the connect timeout instead of hanging.
+pub async fn stalled_server_fails_within_the_connect_timeout<S: TestServer>() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accept and hold every connection without reading or writing a byte.
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let url = S::UNREACHABLE_URL.replace("127.0.0.1:1/", &format!("127.0.0.1:{port}/"));
+    assert_ne!(
+        url,
+        S::UNREACHABLE_URL,
+        "UNREACHABLE_URL must use 127.0.0.1:1"
+    );
+    let store = Store::<S>::builder()
+        .pool_settings(crate::PoolSettings {
+            statement_timeout: Some(StdDuration::from_millis(300)),
+            connect_timeout: Some(StdDuration::from_secs(1)),
+            ..crate::PoolSettings::default()
+        })
+        .connect(&url)
+        .unwrap();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let r = tokio::time::timeout(StdDuration::from_secs(10), store.load(&key()))
+            .await
+            .expect("an operation against a stalled server must not hang");
+        let err = r.expect_err("a stalled server cannot answer");
+        assert!(err.is_retryable(), "{err:?}");
+        assert!(
+            started.elapsed() < StdDuration::from_secs(5),
+            "took {:?}, far beyond the 1 s connect timeout",
+            started.elapsed()
+        );
+    }
+    holder.abort();
+}
+
 /// A zero statement timeout is a typed configuration error when the store is built
 /// (nothing listens at the URL: no connection is needed to find out).
 pub fn zero_statement_timeout_is_a_config_error<S: TestServer>() {
@@ -576,6 +620,11 @@ macro_rules! sql_store_tests {
         #[test]
         fn zero_statement_timeout_is_a_config_error() {
             $crate::testing::integration::zero_statement_timeout_is_a_config_error::<$server>();
+        }
+
+        #[tokio::test]
+        async fn stalled_server_fails_within_the_connect_timeout() {
+            $crate::testing::integration::stalled_server_fails_within_the_connect_timeout::<$server>().await;
         }
 
         $crate::sql_store_tests!(@each $server, #[tokio::test];
