@@ -4,7 +4,8 @@
 #      installing them with apt-get on a fresh machine (scripts/services.sh), and
 #      install headless Chromium for the demo's browser test;
 #   2. rustfmt and clippy (warnings are errors);
-#   3. build the opt-in testcontainers path once, so it keeps compiling;
+#   3. build the opt-in testcontainers path and the TLS features once, so they keep
+#      compiling (no TLS server here to test them against);
 #   4. every test of every crate but the benchmarks (cargo nextest when installed,
 #      then the doctests; `scripts/bench.sh` runs the benchmarks),
 #      with every server backend required: a missing server fails, it never skips;
@@ -23,6 +24,9 @@ echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== containers feature (build only: no Docker engine here)"
 cargo check -p conformance-tests --features containers --locked
+echo "== TLS features (build only)"
+cargo clippy --locked -p session-redis -p session-postgres -p session-mysql \
+  --features session-redis/tls,session-postgres/tls-rustls,session-mysql/tls-rustls -- -D warnings
 
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
