@@ -6,7 +6,7 @@
 # clean load to show the service resumed.
 #
 # Uses a PRIVATE set of servers (scripts/services.sh with env overrides); the shared
-# servers (55432, 53306, 56379, 37001-37003) are never touched or signalled.
+# servers (15432, 13306, 16379, 17001-17003) are never touched or signalled.
 #
 #   scripts/chaos.sh                 # all four servers, destroy the private set at the end
 #   KEEP_SERVICES=1 scripts/chaos.sh # leave the private servers running
@@ -17,19 +17,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export SVC_DIR=${SVC_DIR:-/tmp/session-chaos-services}
-export PG_PORT=${PG_PORT:-55532} MYSQL_PORT=${MYSQL_PORT:-53406} REDIS_PORT=${REDIS_PORT:-56479}
-export REDIS_CLUSTER_PORTS=${REDIS_CLUSTER_PORTS:-"38001 38002 38003"}
-for p in $PG_PORT $MYSQL_PORT $REDIS_PORT $REDIS_CLUSTER_PORTS; do
-  case $p in 55432|53306|56379|37001|37002|37003) echo "refusing shared port $p" >&2; exit 2 ;; esac
-done
-[ "$SVC_DIR" != /tmp/session-services ] || { echo "refusing the shared SVC_DIR" >&2; exit 2; }
-
-# One run per private server set at a time: a second run (or another session running
-# this script) waits here instead of restarting or destroying servers under the first.
-mkdir -p "$(dirname "$SVC_DIR")"
-exec 9>"$SVC_DIR.lock"
-flock -w 900 9 || { echo "another run holds $SVC_DIR.lock" >&2; exit 2; }
+# shellcheck source=lib/private-services.sh
+. scripts/lib/private-services.sh
+private_services /tmp/session-chaos-services 15532 13406 16479 "18001 18002 18003"
 PAUSE=${PAUSE:-6} SESSIONS=${SESSIONS:-400} WORKERS=${WORKERS:-32}
 OUT=${OUT:-/tmp/session-chaos-out}
 CASES=${CASES:-"redis redis-cluster postgres mysql"}
@@ -51,7 +41,6 @@ cleanup() {
 STOPPED_PIDS=()
 trap cleanup EXIT
 
-CLUSTER_NODES=$(for p in $REDIS_CLUSTER_PORTS; do printf '127.0.0.1:%s,' "$p"; done)
 CLUSTER_VICTIM=$(echo $REDIS_CLUSTER_PORTS | awk '{print $2}')
 
 # pidfile, process name and stop signal of each server (as services.sh starts them)
@@ -65,14 +54,7 @@ server_pidfile() {
 }
 server_comm() { case $1 in redis|redis-cluster) echo redis-server ;; postgres) echo postgres ;; mysql) echo mariadbd ;; esac; }
 stop_signal() { case $1 in postgres) echo INT ;; *) echo TERM ;; esac; }   # PG: fast shutdown
-backend_url() {
-  case $1 in
-    redis) echo "redis://127.0.0.1:$REDIS_PORT/0" ;;
-    redis-cluster) echo "redis-cluster://${CLUSTER_NODES%,}" ;;
-    postgres) echo "postgres://sess:sess@127.0.0.1:$PG_PORT/sess" ;;
-    mysql) echo "mysql://sess:sess@127.0.0.1:$MYSQL_PORT/sess" ;;
-  esac
-}
+backend_url() { private_url "$1"; }
 
 # The server's main pid, checked against its process name (never a stale pidfile).
 main_pid() {

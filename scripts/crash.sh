@@ -25,13 +25,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export SVC_DIR=${SVC_DIR:-/tmp/session-soak-services}
-export PG_PORT=${PG_PORT:-15632} MYSQL_PORT=${MYSQL_PORT:-13506} REDIS_PORT=${REDIS_PORT:-16579}
-export REDIS_CLUSTER_PORTS=${REDIS_CLUSTER_PORTS:-"19001 19002 19003"}
-for p in $PG_PORT $MYSQL_PORT $REDIS_PORT $REDIS_CLUSTER_PORTS; do
-  case $p in 15432|13306|16379|17001|17002|17003) echo "refusing shared port $p" >&2; exit 2 ;; esac
-done
-case $SVC_DIR in /tmp/session-services|/tmp/session-chaos-services) echo "refusing $SVC_DIR" >&2; exit 2 ;; esac
+# shellcheck source=lib/private-services.sh
+. scripts/lib/private-services.sh
+private_services /tmp/session-crash-services 15632 13506 16579 "19001 19002 19003"
 
 CASES=${CASES:-"redis redis-cluster postgres mysql"}
 OUT=${OUT:-/tmp/session-crash-out}
@@ -112,15 +108,7 @@ restart() { # CASE
     mysql) bash scripts/services.sh start >>"$OUT/services.log" 2>&1 && { [ "$DURABLE" != 1 ] || mysql_durable; } ;;
   esac
 }
-url_of() {
-  local nodes; nodes=$(for p in $REDIS_CLUSTER_PORTS; do printf '127.0.0.1:%s,' "$p"; done)
-  case $1 in
-    redis) echo "redis://127.0.0.1:$REDIS_PORT/0" ;;
-    redis-cluster) echo "redis-cluster://${nodes%,}" ;;
-    postgres) echo "postgres://sess:sess@127.0.0.1:$PG_PORT/sess" ;;
-    mysql) echo "mysql://sess:sess@127.0.0.1:$MYSQL_PORT/sess" ;;
-  esac
-}
+url_of() { private_url "$1"; }
 VICTIM=$(echo $REDIS_CLUSTER_PORTS | awk '{print $2}')
 
 if [ "$DURABLE" = 1 ]; then

@@ -22,17 +22,9 @@ OUT=${OUT:-/tmp/session-soak-out}
 mkdir -p "$OUT"
 
 # Its own defaults (not chaos.sh's), so the two scripts can run side by side.
-export SVC_DIR=${SVC_DIR:-/tmp/session-soaksh-services}
-export PG_PORT=${PG_PORT:-55732} MYSQL_PORT=${MYSQL_PORT:-53606} REDIS_PORT=${REDIS_PORT:-56679}
-export REDIS_CLUSTER_PORTS=${REDIS_CLUSTER_PORTS:-"38101 38102 38103"}
-for p in $PG_PORT $MYSQL_PORT $REDIS_PORT $REDIS_CLUSTER_PORTS; do
-  case $p in 55432|53306|56379|37001|37002|37003) echo "refusing shared port $p" >&2; exit 2 ;; esac
-done
-# One run per private server set at a time: a second run (or another session running
-# this script) waits here instead of restarting or destroying servers under the first.
-mkdir -p "$(dirname "$SVC_DIR")"
-exec 9>"$SVC_DIR.lock"
-flock -w 900 9 || { echo "another run holds $SVC_DIR.lock" >&2; exit 2; }
+# shellcheck source=lib/private-services.sh
+. scripts/lib/private-services.sh
+private_services /tmp/session-soaksh-services 15732 13606 16679 "18101 18102 18103"
 log() { echo "[soak $(date +%T)] $*" >&2; }
 
 cargo build -q --release -p session-chaos
@@ -52,14 +44,10 @@ trap_prev=$(trap -p EXIT | sed "s/^trap -- '\(.*\)' EXIT$/\1/")
 trap "rm -rf '$FILE_DIR'; $trap_prev" EXIT
 
 url_of() {
-  local nodes; nodes=$(for p in $REDIS_CLUSTER_PORTS; do printf '127.0.0.1:%s,' "$p"; done)
   case $1 in
     memory) echo memory ;;
     file) echo "file://$FILE_DIR" ;;
-    redis) echo "redis://127.0.0.1:$REDIS_PORT/0" ;;
-    redis-cluster) echo "redis-cluster://${nodes%,}" ;;
-    postgres) echo "postgres://sess:sess@127.0.0.1:$PG_PORT/sess" ;;
-    mysql) echo "mysql://sess:sess@127.0.0.1:$MYSQL_PORT/sess" ;;
+    *) private_url "$1" ;;
   esac
 }
 
