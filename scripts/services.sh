@@ -8,18 +8,26 @@
 #   services.sh status   # show what is running
 #   services.sh env      # print the SESSION_TEST_* export lines (eval "$(services.sh env)")
 #   services.sh destroy  # stop + delete all data
+#   services.sh restart postgres|mysql|redis   # stop one server (fast shutdown), start it
+#                        # again on the same data: the tests' real-restart fault
 #
-# Env overrides: SVC_DIR (default /tmp/session-services), PG_PORT (55432),
-# MYSQL_PORT (53306), REDIS_PORT (56379), REDIS_CLUSTER_PORTS ("37001 37002 37003",
-# each must be <= 55535 because the cluster bus uses port+10000), REDIS_CLUSTER=0 to skip it.
+# Env overrides: SVC_DIR (default /tmp/session-services), PG_PORT (15432),
+# MYSQL_PORT (13306), REDIS_PORT (16379), REDIS_CLUSTER_PORTS ("17001 17002 17003";
+# the cluster bus of each node listens on port+10000), REDIS_CLUSTER=0 to skip it.
+#
+# The default ports, and the cluster bus ports, lie below Linux's ephemeral range
+# (net.ipv4.ip_local_port_range, 32768-60999 by default): a port inside it can be taken
+# as the source port of any outgoing connection on the machine while a server is down,
+# and the (re)start then fails with "Address already in use". start warns about ports
+# inside the range.
 set -euo pipefail
 
 SVC_DIR=${SVC_DIR:-/tmp/session-services}
-PG_PORT=${PG_PORT:-55432}
-MYSQL_PORT=${MYSQL_PORT:-53306}
-REDIS_PORT=${REDIS_PORT:-56379}
+PG_PORT=${PG_PORT:-15432}
+MYSQL_PORT=${MYSQL_PORT:-13306}
+REDIS_PORT=${REDIS_PORT:-16379}
 REDIS_CLUSTER=${REDIS_CLUSTER:-1}
-REDIS_CLUSTER_PORTS=${REDIS_CLUSTER_PORTS:-"37001 37002 37003"}
+REDIS_CLUSTER_PORTS=${REDIS_CLUSTER_PORTS:-"17001 17002 17003"}
 DB_USER=sess DB_PASS=sess DB_NAME=sess
 PG_BIN=/usr/lib/postgresql/15/bin
 
@@ -66,6 +74,17 @@ wait_stopped() {
     sleep 0.1
   done
   for pid in "${STOPPING[@]}"; do kill -0 "$pid" 2>/dev/null && { log "pid $pid still alive; SIGKILL"; kill -KILL "$pid" || true; }; done
+  return 0
+}
+
+# warn_if_ephemeral PORT DESC : a listening port inside the ephemeral range can be
+# taken by an outgoing connection's source port while its server is down.
+warn_if_ephemeral() {
+  local lo hi
+  read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || return 0
+  if [ "$1" -ge "$lo" ] && [ "$1" -le "$hi" ]; then
+    log "warning: port $1 ($2) is inside the ephemeral range $lo-$hi; a restart may fail with 'Address already in use'"
+  fi
   return 0
 }
 
@@ -167,6 +186,7 @@ start_redis() {
   local p nodes=()
   for p in $REDIS_CLUSTER_PORTS; do
     [ "$p" -le 55535 ] || die "cluster port $p > 55535 (bus port = port+10000)"
+    warn_if_ephemeral "$((p + 10000))" "cluster bus of $p"
     start_redis_one "$p" "$SVC_DIR/redis/cluster-$p" --cluster-enabled yes \
       --cluster-config-file "$SVC_DIR/redis/cluster-$p/nodes.conf" --cluster-node-timeout 2000
     nodes+=("127.0.0.1:$p")
@@ -201,6 +221,23 @@ stop_all() {
   [ ${#STOPPING[@]} -eq 0 ] || wait_stopped
 }
 
+# restart_one NAME : stop one server by PID and start it again on the same data
+restart_one() {
+  case $1 in
+    postgres) signal_pidfile "$SVC_DIR/pg/data/postmaster.pid" postgres INT ;;
+    mysql) signal_pidfile "$SVC_DIR/mysql/mysqld.pid" mariadbd TERM ;;
+    redis) signal_pidfile "$SVC_DIR/redis/standalone/redis.pid" redis-server TERM ;;
+    *) die "restart: expected postgres, mysql or redis, got '${1:-}'" ;;
+  esac
+  [ ${#STOPPING[@]} -eq 0 ] || wait_stopped
+  case $1 in
+    postgres) start_pg ;;
+    mysql) start_mysql ;;
+    redis) start_redis_one "$REDIS_PORT" "$SVC_DIR/redis/standalone" ;;
+  esac
+  log "restarted $1"
+}
+
 status() {
   local f
   for f in pg/data/postmaster.pid:postgres mysql/mysqld.pid:mariadbd redis/standalone/redis.pid:redis-server \
@@ -214,6 +251,8 @@ case "${1:-start}" in
   start)
     install_pkgs
     prepare_dirs
+    warn_if_ephemeral "$PG_PORT" postgres; warn_if_ephemeral "$MYSQL_PORT" mariadb
+    warn_if_ephemeral "$REDIS_PORT" redis
     start_pg
     start_mysql
     start_redis
@@ -225,5 +264,6 @@ case "${1:-start}" in
   status) status ;;
   env) print_env ;;
   destroy) stop_all; rm -rf "$SVC_DIR" ;;
-  *) die "usage: $0 start|stop|status|env|destroy" ;;
+  restart) restart_one "${2:-}" ;;
+  *) die "usage: $0 start|stop|status|env|destroy|restart postgres|mysql|redis" ;;
 esac

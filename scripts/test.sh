@@ -9,7 +9,10 @@
 #   4. every test of every crate but the benchmarks (cargo nextest when installed,
 #      then the doctests; `scripts/bench.sh` runs the benchmarks),
 #      with every server backend required: a missing server fails, it never skips;
-#   5. the conformance CLI (the project's main command) over every backend.
+#   5. the SQL fault tests again with a real server restart (scripts/services.sh
+#      restart) instead of killed connections, alone, since a restart would disturb
+#      the other tests;
+#   6. the conformance CLI (the project's main command) over every backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +38,18 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --exclude session-bench --locked --no-fail-fast
 fi
+
+echo "== SQL fault tests with a real restart of PostgreSQL and MariaDB"
+export SESSION_TEST_POSTGRES_RESTART_CMD="bash $PWD/scripts/services.sh restart postgres"
+export SESSION_TEST_MYSQL_RESTART_CMD="bash $PWD/scripts/services.sh restart mysql"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run -p session-postgres -p session-mysql --locked --no-capture \
+    connection_loss_gives_retryable_errors_then_recovers
+else
+  cargo test -p session-postgres -p session-mysql --locked \
+    connection_loss_gives_retryable_errors_then_recovers -- --nocapture
+fi
+unset SESSION_TEST_POSTGRES_RESTART_CMD SESSION_TEST_MYSQL_RESTART_CMD
 
 echo "== conformance CLI over every backend"
 cargo run -q -p conformance-tests --features servers --locked -- \

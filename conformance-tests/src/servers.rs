@@ -4,10 +4,10 @@
 //!
 //! | backend | variable | example |
 //! |---|---|---|
-//! | [`Backend::Redis`] | `SESSION_TEST_REDIS_URL` | `redis://127.0.0.1:56379/0` |
-//! | [`Backend::RedisCluster`] | `SESSION_TEST_REDIS_CLUSTER_URLS` | `redis://127.0.0.1:37001,redis://127.0.0.1:37002` |
-//! | [`Backend::Postgres`] | `SESSION_TEST_POSTGRES_URL` | `postgres://sess:sess@127.0.0.1:55432/sess` |
-//! | [`Backend::Mysql`] | `SESSION_TEST_MYSQL_URL` | `mysql://sess:sess@127.0.0.1:53306/sess` |
+//! | [`Backend::Redis`] | `SESSION_TEST_REDIS_URL` | `redis://127.0.0.1:16379/0` |
+//! | [`Backend::RedisCluster`] | `SESSION_TEST_REDIS_CLUSTER_URLS` | `redis://127.0.0.1:17001,redis://127.0.0.1:17002` |
+//! | [`Backend::Postgres`] | `SESSION_TEST_POSTGRES_URL` | `postgres://sess:sess@127.0.0.1:15432/sess` |
+//! | [`Backend::Mysql`] | `SESSION_TEST_MYSQL_URL` | `mysql://sess:sess@127.0.0.1:13306/sess` |
 //!
 //! `SESSION_TEST_REQUIRE` (e.g. `redis,postgres`) lists backends that must run: for
 //! them a missing server is a [`SetupError::Failed`] instead of a
@@ -84,12 +84,12 @@ impl Backend {
 
     fn example(self) -> &'static str {
         match self {
-            Backend::Redis => "redis://127.0.0.1:56379/0",
+            Backend::Redis => "redis://127.0.0.1:16379/0",
             Backend::RedisCluster => {
-                "redis://127.0.0.1:37001,redis://127.0.0.1:37002,redis://127.0.0.1:37003"
+                "redis://127.0.0.1:17001,redis://127.0.0.1:17002,redis://127.0.0.1:17003"
             }
-            Backend::Postgres => "postgres://sess:sess@127.0.0.1:55432/sess",
-            Backend::Mysql => "mysql://sess:sess@127.0.0.1:53306/sess",
+            Backend::Postgres => "postgres://sess:sess@127.0.0.1:15432/sess",
+            Backend::Mysql => "mysql://sess:sess@127.0.0.1:13306/sess",
         }
     }
 }
@@ -514,7 +514,7 @@ mod tests {
     async fn set_variable_is_the_url() {
         let e = env(
             &[
-                ("SESSION_TEST_REDIS_URL", " redis://127.0.0.1:56379/0 "),
+                ("SESSION_TEST_REDIS_URL", " redis://127.0.0.1:16379/0 "),
                 (
                     "SESSION_TEST_REDIS_CLUSTER_URLS",
                     "redis://a:1, redis://b:2,redis://c:3",
@@ -526,7 +526,7 @@ mod tests {
             false,
         );
         let redis = resolve_in(&e, Backend::Redis).await.unwrap();
-        assert_eq!(redis.url(), "redis://127.0.0.1:56379/0");
+        assert_eq!(redis.url(), "redis://127.0.0.1:16379/0");
         assert_eq!(redis.origin(), Origin::Given);
         let cluster = resolve_in(&e, Backend::RedisCluster).await.unwrap();
         assert_eq!(

@@ -3,7 +3,7 @@
 //! same run. The difference is what the pool and the store add.
 //!
 //! ```sh
-//! SESSION_TEST_MYSQL_URL=mysql://sess:sess@127.0.0.1:53306/sess \
+//! SESSION_TEST_MYSQL_URL=mysql://sess:sess@127.0.0.1:13306/sess \
 //!   cargo run --release -p session-mysql --example mysql_bench [seconds per case]
 //! ```
 

@@ -3,7 +3,7 @@
 //! same run. The difference is what the pool and the store add.
 //!
 //! ```sh
-//! SESSION_TEST_POSTGRES_URL=postgres://sess:sess@127.0.0.1:55432/sess \
+//! SESSION_TEST_POSTGRES_URL=postgres://sess:sess@127.0.0.1:15432/sess \
 //!   cargo run --release -p session-postgres --example postgres_bench [seconds per case]
 //! ```
 
