@@ -5,7 +5,7 @@
 //! cargo run -p session-redis --release --example bench -- [SECONDS_PER_RUN] [ROUNDS]
 //! ```
 //!
-//! Uses `SESSION_TEST_REDIS_URL` (default `redis://127.0.0.1:56379/0`). Each task works
+//! Uses `SESSION_TEST_REDIS_URL` (default `redis://127.0.0.1:16379/0`). Each task works
 //! on its own key, so the numbers measure round trips and server work, not conflicts.
 //! Keys live under `bench:<pid>:` with a one-hour TTL and are deleted at the end.
 
@@ -153,7 +153,7 @@ async fn main() -> Result<(), BoxError> {
     let secs: f64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(2.0);
     let rounds: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(2);
     let url = std::env::var("SESSION_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:56379/0".into());
+        .unwrap_or_else(|_| "redis://127.0.0.1:16379/0".into());
     let raw = redis::Client::open(url.as_str())?
         .get_multiplexed_async_connection()
         .await?;

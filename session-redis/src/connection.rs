@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ErrorKind, RedisResult, ServerErrorKind, Value};
+use redis::{Cmd, ErrorKind, Pipeline, RedisResult, ServerErrorKind, Value};
 use session_core::Error;
 
 use crate::config::{RedisConfig, Target};
@@ -21,8 +21,8 @@ const RECONNECT_RETRIES: usize = 2;
 /// Retries of the cluster client on a redirect, `TRYAGAIN` or a lost node.
 const CLUSTER_RETRIES: u32 = 3;
 
-/// One request: a plain command, or a script call that falls back from `EVALSHA` to
-/// `EVAL` on `NOSCRIPT`.
+/// One request: a plain command, a script call that falls back from `EVALSHA` to
+/// `EVAL` on `NOSCRIPT`, or a `MULTI`/`EXEC` transaction.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Request<'a> {
     /// A single command.
@@ -33,6 +33,9 @@ pub(crate) enum Request<'a> {
         key: Arg<'a>,
         args: &'a [Arg<'a>],
     },
+    /// An atomic pipeline (`MULTI` … `EXEC`) whose commands all name one key; the
+    /// reply is `EXEC`'s array (see [`crate::scripts::transaction`]).
+    Transaction(&'a Pipeline),
 }
 
 /// Multiplexed connections used round-robin. Each request clones a handle (an `Arc`
@@ -128,16 +131,27 @@ impl Connection {
         Ok(Self::Cluster(RoundRobin::new(conns)))
     }
 
+    /// Whether this is a cluster connection.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
     /// Sends `req` and returns the server's reply, or the mapped error.
     pub(crate) async fn send(&self, req: Request<'_>) -> Result<Value, Error> {
-        match self {
-            Self::Standalone(rr) => exec(&mut rr.pick(), req).await.map_err(from_redis),
-            Self::Cluster(rr) => exec(&mut rr.pick(), req).await.map_err(from_redis),
+        self.send_raw(req).await?.map_err(from_redis)
+    }
+
+    /// Sends `req` and returns the driver's result unmapped, for a caller that looks
+    /// at the error itself; the outer error is a failed pool checkout.
+    pub(crate) async fn send_raw(&self, req: Request<'_>) -> Result<RedisResult<Value>, Error> {
+        Ok(match self {
+            Self::Standalone(rr) => exec(&mut rr.pick(), req).await,
+            Self::Cluster(rr) => exec(&mut rr.pick(), req).await,
             Self::Pool(pool) => {
                 let mut conn = pool.get().await.map_err(from_pool)?;
-                exec(&mut conn, req).await.map_err(from_redis)
+                exec(&mut conn, req).await
             }
-        }
+        })
     }
 }
 
@@ -152,5 +166,6 @@ async fn exec<C: ConnectionLike>(con: &mut C, req: Request<'_>) -> RedisResult<V
                 reply => reply,
             }
         }
+        Request::Transaction(pipe) => pipe.query_async(con).await,
     }
 }

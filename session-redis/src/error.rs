@@ -44,6 +44,12 @@ pub enum RedisStoreError {
 
 /// Maps a driver error to the core enum.
 pub(crate) fn from_redis(err: RedisError) -> Error {
+    // `EXECABORT`: the server refused a command of a transaction while queueing it
+    // (a redirect, `OOM`, `TRYAGAIN`, …) and ran none of them. The first refusal says
+    // why, and whether a retry may cure it.
+    if let Some(cause) = exec_abort_cause(&err) {
+        return from_redis(cause);
+    }
     // A script or command touching a key of another type: the key holds something
     // that is not a record of ours.
     if err.code() == Some("WRONGTYPE") {
@@ -56,6 +62,17 @@ pub(crate) fn from_redis(err: RedisError) -> Error {
     } else {
         Error::backend(err)
     }
+}
+
+/// The first queued command's refusal inside an aborted transaction, if `err` is one.
+pub(crate) fn exec_abort_cause(err: &RedisError) -> Option<RedisError> {
+    if err.kind() != ErrorKind::Server(ServerErrorKind::ExecAbort) {
+        return None;
+    }
+    let errors = err.clone().into_server_errors()?;
+    let (_, first) = errors.first()?;
+    // A bare `EXECABORT` reply (no queued refusal known) stays as it is.
+    (first.kind() != Some(ServerErrorKind::ExecAbort)).then(|| RedisError::from(first.clone()))
 }
 
 fn is_transient(err: &RedisError) -> bool {

@@ -4,18 +4,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::Value;
+use redis::{ErrorKind, ServerErrorKind, Value};
 use session_core::time::OffsetDateTime;
 use session_core::{
     Capabilities, DecodeError, Error, FIRST_VERSION, NewRecord, SaveMode, SessionInterface,
     StorageKey, StoredRecord, Version,
 };
 
-use crate::config::{DEFAULT_COMMAND_TIMEOUT, RedisConfig, validate_key_prefix};
+use crate::config::{
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_LARGE_UPDATE_THRESHOLD, RedisConfig, validate_key_prefix,
+};
 use crate::connection::{Connection, Request};
-use crate::error::RedisStoreError;
+use crate::error::{RedisStoreError, exec_abort_cause, from_redis};
 use crate::record::{self, HEADER_LEN};
-use crate::scripts::{Arg, Scripts};
+use crate::scripts::{self, Arg, Scripts};
 
 /// What stores made from one another share: the connections and the scripts.
 #[derive(Debug)]
@@ -26,8 +28,10 @@ struct Shared {
 
 /// A [`SessionInterface`] on Redis or Redis Cluster.
 ///
-/// Every operation is one command or one Lua script on exactly one key,
-/// `prefix + storage key`, so the same type serves a single server and a cluster.
+/// Every operation is one command, one Lua script, or (an update of a payload above
+/// [`RedisConfig::large_update_threshold`]) one `MULTI`/`EXEC` transaction on exactly
+/// one key, `prefix + storage key`, so the same type serves a single server and a
+/// cluster.
 /// Records expire by themselves (`PXAT` / `PEXPIREAT`), so
 /// [`delete_expired`](SessionInterface::delete_expired) has nothing to do and returns 0.
 ///
@@ -39,6 +43,7 @@ pub struct RedisStore {
     prefix: Arc<str>,
     command_timeout: Duration,
     durable: bool,
+    large_update_threshold: usize,
 }
 
 /// What a reply of the update and touch scripts means (see `scripts.rs`).
@@ -46,6 +51,9 @@ const WRITTEN: i64 = 1;
 const ABSENT: i64 = 0;
 const OTHER_VERSION: i64 = -1;
 const NOT_A_RECORD: i64 = -2;
+/// What the cleanup step of the update transaction returns when it deleted the
+/// placeholder.
+const PLACEHOLDER_DELETED: i64 = 1;
 
 impl RedisStore {
     /// Validates `config`, connects, and returns the store.
@@ -57,12 +65,14 @@ impl RedisStore {
     pub async fn connect(config: RedisConfig) -> Result<Self, Error> {
         config.validate()?;
         let conn = Connection::open(&config).await?;
-        Ok(Self::assemble(
+        let mut store = Self::assemble(
             conn,
             &config.key_prefix,
             config.command_timeout,
             config.durable,
-        ))
+        );
+        store.large_update_threshold = config.large_update_threshold;
+        Ok(store)
     }
 
     /// A store on a caller's `deadpool-redis` pool (standalone server), with the
@@ -93,6 +103,7 @@ impl RedisStore {
             prefix: prefix.into(),
             command_timeout,
             durable,
+            large_update_threshold: DEFAULT_LARGE_UPDATE_THRESHOLD,
         }
     }
 
@@ -121,6 +132,14 @@ impl RedisStore {
         Ok(self)
     }
 
+    /// This store with another large-update threshold (see
+    /// [`RedisConfig::large_update_threshold`]): payloads longer than `bytes` are
+    /// updated by a `MULTI`/`EXEC` transaction, shorter ones by one Lua script.
+    pub fn with_large_update_threshold(mut self, bytes: usize) -> Self {
+        self.large_update_threshold = bytes;
+        self
+    }
+
     /// The key prefix.
     pub fn key_prefix(&self) -> &str {
         &self.prefix
@@ -142,6 +161,88 @@ impl RedisStore {
                 after,
             })),
         }
+    }
+}
+
+/// A cluster node answered the update transaction with a redirect (`MOVED`/`ASK`:
+/// the slot map is stale or the slot is migrating). The cluster client follows
+/// redirects for single commands but not inside `MULTI`, and the aborted transaction
+/// ran nothing, so the caller repeats the update as the script (under a command
+/// timeout of its own), which also makes the client refresh its slot map.
+struct Redirected;
+
+impl RedisStore {
+    /// A compare-and-set through [`scripts::transaction`], for large payloads.
+    ///
+    /// Outcomes as for the script: `Ok(())` written, `NotFound`, `Conflict`, not a
+    /// record. `EXEC` is all-or-nothing, so a connection lost before it, a timeout, or
+    /// a command refused while queueing leaves the key as it was; a command timeout
+    /// after `EXEC` was sent leaves the outcome unknown, exactly as for the script.
+    async fn update_in_transaction(
+        &self,
+        key: Arg<'_>,
+        expected: &[u8],
+        record: Arg<'_>,
+        deadline_ms: i64,
+    ) -> Result<Result<(), Error>, Redirected> {
+        let pipe = scripts::transaction(&self.shared.scripts, &key, expected, &record, deadline_ms);
+        let after = self.command_timeout;
+        let reply = match tokio::time::timeout(
+            after,
+            self.shared.conn.send_raw(Request::Transaction(&pipe)),
+        )
+        .await
+        {
+            Ok(Err(checkout)) => return Ok(Err(checkout)),
+            Ok(Ok(Ok(reply))) => reply,
+            Ok(Ok(Err(e))) => {
+                let redirect = exec_abort_cause(&e).is_some_and(|cause| {
+                    matches!(
+                        cause.kind(),
+                        ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
+                    )
+                });
+                if redirect && self.shared.conn.is_cluster() {
+                    return Err(Redirected);
+                }
+                return Ok(Err(from_redis(e)));
+            }
+            Err(_) => {
+                return Ok(Err(Error::retryable(RedisStoreError::Timeout {
+                    operation: "save",
+                    after,
+                })));
+            }
+        };
+        Ok(transaction_outcome(reply))
+    }
+}
+
+/// Maps `EXEC`'s reply to the three commands of [`scripts::transaction`].
+fn transaction_outcome(reply: Value) -> Result<(), Error> {
+    let Value::Array(replies) = reply else {
+        return Err(unexpected("save"));
+    };
+    let [check, set, cleanup] = <[Value; 3]>::try_from(replies).map_err(|_| unexpected("save"))?;
+    let step = |v: Value| match v {
+        Value::ServerError(e) => Err(from_redis(e.into())),
+        v => Ok(v),
+    };
+    // Step 1 decides; a refusal there (e.g. `WRONGTYPE` under a key of another type)
+    // also made steps 2 and 3 no-ops, since the key exists.
+    let (check, set, cleanup) = (step(check)?, step(set), step(cleanup));
+    match check {
+        Value::Int(WRITTEN) => match set? {
+            Value::Okay => Ok(()),
+            _ => Err(unexpected("save")),
+        },
+        Value::Int(ABSENT) => match cleanup? {
+            Value::Int(PLACEHOLDER_DELETED) => Err(Error::NotFound),
+            _ => Err(unexpected("save")),
+        },
+        Value::Int(OTHER_VERSION) => Err(Error::Conflict),
+        Value::Int(NOT_A_RECORD) => Err(not_a_record()),
+        _ => Err(unexpected("save")),
     }
 }
 
@@ -200,15 +301,23 @@ impl SessionInterface for RedisStore {
                 let new_version = expected_version.checked_add(1).ok_or(Error::Conflict)?;
                 let expected = record::version_prefix(expected_version);
                 let header = record::header(new_version, deadline);
+                let rkey = Arg(&rkey);
+                let rec = Arg(&[&header, &record.payload]);
+                if record.payload.len() > self.large_update_threshold {
+                    // `Err(Redirected)`: nothing ran, and the script below follows
+                    // the redirect itself.
+                    if let Ok(reply) = self
+                        .update_in_transaction(rkey, &expected, rec, deadline)
+                        .await
+                    {
+                        return reply.map(|()| new_version);
+                    }
+                }
                 let deadline = deadline.to_string();
-                let args = [
-                    Arg(&[&expected]),
-                    Arg(&[&header, &record.payload]),
-                    Arg(&[deadline.as_bytes()]),
-                ];
+                let args = [Arg(&[&expected]), rec, Arg(&[deadline.as_bytes()])];
                 let req = Request::Script {
                     script: &self.shared.scripts.update,
-                    key: Arg(&rkey),
+                    key: rkey,
                     args: &args,
                 };
                 match self.send("save", req).await? {
@@ -263,3 +372,93 @@ impl SessionInterface for RedisStore {
 
 // The header length is part of the record layout the scripts assume.
 const _: () = assert!(HEADER_LEN == 17);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(line: &str) -> Value {
+        let v = redis::parse_redis_value(format!("-{line}\r\n").as_bytes()).unwrap();
+        assert!(matches!(v, Value::ServerError(_)), "{v:?}");
+        v
+    }
+
+    fn exec(check: Value, set: Value, cleanup: Value) -> Result<(), Error> {
+        transaction_outcome(Value::Array(vec![check, set, cleanup]))
+    }
+
+    #[test]
+    fn each_outcome_of_the_check_maps_like_the_script() {
+        assert!(exec(Value::Int(1), Value::Okay, Value::Int(0)).is_ok());
+        let absent = exec(Value::Int(0), Value::Nil, Value::Int(1));
+        assert!(matches!(absent, Err(Error::NotFound)), "{absent:?}");
+        let other = exec(Value::Int(-1), Value::Nil, Value::Int(0));
+        assert!(matches!(other, Err(Error::Conflict)), "{other:?}");
+        let foreign = exec(Value::Int(-2), Value::Nil, Value::Int(0));
+        assert!(matches!(foreign, Err(Error::Decode(_))), "{foreign:?}");
+    }
+
+    #[test]
+    fn per_command_errors_inside_exec_are_typed() {
+        // The check hit a key of another type.
+        let wrongtype = exec(
+            err("WRONGTYPE Operation against a key holding the wrong kind of value"),
+            Value::Nil,
+            Value::Int(0),
+        );
+        assert!(matches!(wrongtype, Err(Error::Decode(_))), "{wrongtype:?}");
+        // The SET after a matching check failed: the driver's error, not "written".
+        let set_failed = exec(Value::Int(1), err("ERR something broke"), Value::Int(0));
+        assert!(
+            matches!(
+                set_failed,
+                Err(Error::Backend {
+                    retryable: false,
+                    ..
+                })
+            ),
+            "{set_failed:?}"
+        );
+        // A transient refusal stays retryable.
+        let busy = exec(err("TRYAGAIN later"), Value::Nil, Value::Int(0));
+        assert!(
+            matches!(
+                busy,
+                Err(Error::Backend {
+                    retryable: true,
+                    ..
+                })
+            ),
+            "{busy:?}"
+        );
+        // The cleanup failed after the placeholder was written.
+        let cleanup_failed = exec(Value::Int(0), Value::Nil, err("ERR cleanup broke"));
+        assert!(
+            matches!(cleanup_failed, Err(Error::Backend { .. })),
+            "{cleanup_failed:?}"
+        );
+    }
+
+    #[test]
+    fn impossible_replies_are_unexpected_not_success() {
+        for reply in [
+            Value::Nil,                                                   // EXEC aborted by WATCH
+            Value::Array(vec![Value::Int(1), Value::Okay]),               // wrong arity
+            Value::Array(vec![Value::Int(1), Value::Nil, Value::Int(0)]), // SET NX refused after DEL
+            Value::Array(vec![Value::Int(0), Value::Nil, Value::Int(0)]), // placeholder not removed
+            Value::Array(vec![Value::Int(7), Value::Nil, Value::Int(0)]),
+        ] {
+            let got = transaction_outcome(reply.clone());
+            match got {
+                Err(Error::Backend { source, .. }) => assert!(
+                    matches!(
+                        source.downcast_ref::<RedisStoreError>(),
+                        Some(RedisStoreError::UnexpectedReply { operation: "save" })
+                    ),
+                    "{reply:?}: {source:?}"
+                ),
+                other => panic!("{reply:?}: {other:?}"),
+            }
+        }
+    }
+}

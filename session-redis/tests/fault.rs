@@ -7,93 +7,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, in_an_hour, key, record};
+use common::{OwnServer, in_an_hour, key, record};
 use session_core::{Error, SaveMode, SessionInterface};
 use session_redis::{RedisConfig, RedisStore, RedisStoreError};
-
-/// A `redis-server` child on `port`, killed when dropped.
-struct OwnServer {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl OwnServer {
-    /// `None` (skip) without the standalone variable or without `redis-server`.
-    fn start(port: u16) -> Option<Self> {
-        Server::Standalone.urls()?;
-        let mut s = Self { port, child: None };
-        if !s.spawn() {
-            println!("skipped: redis-server is not on the PATH");
-            return None;
-        }
-        Some(s)
-    }
-
-    fn spawn(&mut self) -> bool {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(child) = child else { return false };
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on {} did not start",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        true
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn pid(&self) -> String {
-        self.child.as_ref().expect("running").id().to_string()
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // Resume first in case it is stopped; SIGKILL works either way.
-            let _ = Command::new("kill")
-                .args(["-CONT", &c.id().to_string()])
-                .status();
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.pid()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} failed");
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn is_retryable_backend(err: &Error) -> bool {
     matches!(
@@ -130,7 +48,7 @@ async fn until_serving(store: &RedisStore, within: Duration) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survives_a_server_restart() {
-    let Some(mut server) = OwnServer::start(56400) else {
+    let Some(mut server) = OwnServer::start(26400, &[]) else {
         return;
     };
     let timeout = Duration::from_millis(500);
@@ -185,7 +103,7 @@ async fn survives_a_server_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_server_times_out() {
-    let Some(server) = OwnServer::start(56401) else {
+    let Some(server) = OwnServer::start(26401, &[]) else {
         return;
     };
     let timeout = Duration::from_millis(300);
@@ -237,7 +155,7 @@ async fn stalled_server_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_reload_after_script_flush() {
-    let Some(server) = OwnServer::start(56402) else {
+    let Some(server) = OwnServer::start(26402, &[]) else {
         return;
     };
     let store = RedisStore::connect(RedisConfig::new(server.url()).key_prefix("fault-noscript:"))

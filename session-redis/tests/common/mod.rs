@@ -2,6 +2,11 @@
 //! records and `redis-cli`-free inspection through a raw connection.
 #![allow(dead_code)] // each test binary uses a different subset
 
+mod own_server;
+
+#[allow(unused_imports)] // used by the fault tests only
+pub use own_server::OwnServer;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use session_core::time::{Duration, OffsetDateTime};
