@@ -1,5 +1,7 @@
 //! Client-side sessions: the whole session travels sealed in the cookie.
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 
 use crate::Error;
@@ -68,7 +70,7 @@ impl<'a> ClientSide<'a> {
         }
         let mut loaded = self.shared.fresh(now);
         loaded.meta = envelope.meta;
-        loaded.data = envelope.data;
+        loaded.data = Arc::new(envelope.data);
         loaded.from_cookie = true;
         Ok(loaded)
     }

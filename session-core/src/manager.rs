@@ -8,7 +8,7 @@ use cookie::Cookie;
 use time::OffsetDateTime;
 
 use crate::client_side::{ClientSide, CookieSealer, MAX_SET_COOKIE_BYTES};
-use crate::codec::{Data, Envelope, Meta};
+use crate::codec::{Envelope, Meta};
 use crate::config::SameSite;
 use crate::server_side::ServerSide;
 use crate::session::{Inner, Loaded, State};
@@ -318,7 +318,7 @@ impl Shared {
                 permanent: None,
                 id_issued_at: now,
             },
-            data: Data::new(),
+            data: Arc::default(),
             changes: BTreeMap::new(),
             cleared: false,
             meta_changed: false,
@@ -348,7 +348,7 @@ impl Shared {
     /// The session vanished under us: drop this request's changes, remove the cookie.
     pub(crate) fn gone(&self, loaded: &mut Loaded) -> CookieDecision {
         loaded.existing = None;
-        loaded.data.clear();
+        loaded.data = Arc::default();
         self.removal_if(true)
     }
 

@@ -49,8 +49,10 @@ pub(crate) struct Loaded {
     /// A client-side session that came with the request's cookie.
     pub from_cookie: bool,
     pub meta: Meta,
-    /// The current values: loaded data with this request's changes applied.
-    pub data: Data,
+    /// The current values: loaded data with this request's changes applied. Shared
+    /// (copy on write): `finish` snapshots the session without copying every value,
+    /// and a change copies the map only while a snapshot still holds it.
+    pub data: Arc<Data>,
     /// This request's changes, per key (the last one wins).
     pub changes: BTreeMap<String, Change>,
     /// `clear` was called: replayed first, before `changes`.
@@ -88,7 +90,7 @@ impl Loaded {
             meta.idle = self.meta.idle;
             meta.permanent = self.meta.permanent;
         }
-        self.data = data;
+        self.data = Arc::new(data);
         self.meta = meta;
         self.existing = Some(existing);
     }
@@ -203,7 +205,7 @@ impl Session {
             if l.data.get(key).is_some_and(|old| old.get() == raw.get()) {
                 return;
             }
-            l.data.insert(key.to_owned(), raw.clone());
+            Arc::make_mut(&mut l.data).insert(key.to_owned(), raw.clone());
             l.changes.insert(key.to_owned(), Change::Set(raw));
         })
         .await
@@ -212,7 +214,10 @@ impl Session {
     /// Removes `key`; returns whether it was present.
     pub async fn remove(&self, key: &str) -> Result<bool, Error> {
         self.with_loaded(|l| {
-            let existed = l.data.remove(key).is_some();
+            let existed = l.data.contains_key(key);
+            if existed {
+                Arc::make_mut(&mut l.data).remove(key);
+            }
             if existed {
                 l.changes.insert(key.to_owned(), Change::Remove);
             }
@@ -241,11 +246,14 @@ impl Session {
     /// Every entry as a `serde_json::Value` ("get all"), in key order. This decodes
     /// the whole session; prefer [`get`](Self::get) for single keys.
     pub async fn entries(&self) -> Result<Vec<(String, serde_json::Value)>, Error> {
-        let data = self.with_loaded(|l| l.data.clone()).await?;
-        data.into_iter()
+        let data = self.with_loaded(|l| Arc::clone(&l.data)).await?;
+        data.iter()
             .map(|(k, raw)| match serde_json::from_str(raw.get()) {
-                Ok(v) => Ok((k, v)),
-                Err(source) => Err(Error::Value { key: k, source }),
+                Ok(v) => Ok((k.clone(), v)),
+                Err(source) => Err(Error::Value {
+                    key: k.clone(),
+                    source,
+                }),
             })
             .collect()
     }
@@ -264,7 +272,7 @@ impl Session {
     /// everything present when this request loaded the session is gone.
     pub async fn clear(&self) -> Result<(), Error> {
         self.with_loaded(|l| {
-            l.data.clear();
+            l.data = Arc::default();
             l.changes.clear();
             l.cleared = true;
         })
@@ -361,7 +369,7 @@ pub(crate) fn loaded_from_record(
         }),
         from_cookie: false,
         meta: envelope.meta,
-        data: envelope.data,
+        data: Arc::new(envelope.data),
         changes: BTreeMap::new(),
         cleared: false,
         meta_changed: false,
