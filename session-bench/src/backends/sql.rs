@@ -9,10 +9,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use session_mysql::MySqlStore;
+use session_core::SessionInterface;
+use session_mysql::MySqlDialect;
 use session_mysql::sqlx::MySqlConnection;
-use session_postgres::PostgresStore;
+use session_postgres::PgDialect;
 use session_postgres::sqlx::{self, AssertSqlSafe, Connection as _, PgConnection};
+use session_sql_common::{Dialect, SqlStore};
 use time::{OffsetDateTime, PrimitiveDateTime};
 use tokio::sync::Mutex;
 use tower_sessions_sqlx_store::sqlx as sqlx08;
@@ -283,6 +285,33 @@ fn database_name(url: &str) -> Result<String, BoxError> {
     Ok(name.to_owned())
 }
 
+/// Opens one migrated store per table on its own pool of `pool` connections, and
+/// queues each one's tear-down (drop the table, close the pool) in `drops`.
+async fn open_stores<D: Dialect>(
+    url: &str,
+    pool: usize,
+    tables: [&str; 3],
+    drops: &mut Vec<BoxFuture<()>>,
+) -> Result<[Arc<dyn SessionInterface>; 3], BoxError> {
+    let mut stores = Vec::with_capacity(tables.len());
+    for table in tables {
+        let store = SqlStore::<D>::builder()
+            .table_name(table)
+            .max_connections(pool)
+            .connect(url)?;
+        store.migrate().await?;
+        let s = store.clone();
+        drops.push(Box::pin(async move {
+            let _ = s.drop_table().await;
+            s.close().await;
+        }));
+        stores.push(Arc::new(store) as Arc<dyn SessionInterface>);
+    }
+    Ok(stores
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one store per table")))
+}
+
 /// Builds the SQL contestants for `workload` on the server at `url`, with at most
 /// `pool` connections each.
 pub async fn contestants(
@@ -302,48 +331,12 @@ pub async fn contestants(
     let tower_mgr_table = format!("{ns}_tower_mgr");
 
     // Ours (and, made the same way, the limit's table: identical schema).
-    let ours_store: Arc<dyn session_core::SessionInterface>;
-    let raw_store: Arc<dyn session_core::SessionInterface>;
-    let mgr_store: Arc<dyn session_core::SessionInterface>;
     let mut drops: Vec<BoxFuture<()>> = Vec::new();
-    match backend {
-        Backend::Postgres => {
-            let open = |t: &str| {
-                PostgresStore::builder()
-                    .table_name(t)
-                    .max_connections(pool)
-                    .connect(url)
-            };
-            let (o, r, m) = (open(&ours_table)?, open(&raw_table)?, open(&mgr_table)?);
-            for s in [&o, &r, &m] {
-                s.migrate().await?;
-                let s = s.clone();
-                drops.push(Box::pin(async move {
-                    let _ = s.drop_table().await;
-                    s.close().await;
-                }));
-            }
-            (ours_store, raw_store, mgr_store) = (Arc::new(o), Arc::new(r), Arc::new(m));
-        }
-        _ => {
-            let open = |t: &str| {
-                MySqlStore::builder()
-                    .table_name(t)
-                    .max_connections(pool)
-                    .connect(url)
-            };
-            let (o, r, m) = (open(&ours_table)?, open(&raw_table)?, open(&mgr_table)?);
-            for s in [&o, &r, &m] {
-                s.migrate().await?;
-                let s = s.clone();
-                drops.push(Box::pin(async move {
-                    let _ = s.drop_table().await;
-                    s.close().await;
-                }));
-            }
-            (ours_store, raw_store, mgr_store) = (Arc::new(o), Arc::new(r), Arc::new(m));
-        }
-    }
+    let tables = [ours_table.as_str(), raw_table.as_str(), mgr_table.as_str()];
+    let [ours_store, raw_store, mgr_store] = match backend {
+        Backend::Postgres => open_stores::<PgDialect>(url, pool, tables, &mut drops).await?,
+        _ => open_stores::<MySqlDialect>(url, pool, tables, &mut drops).await?,
+    };
 
     // The limit: pre-create its rows with the store (same table layout), then use
     // the table with plain statements on its own connections.
