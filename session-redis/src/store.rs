@@ -1,5 +1,6 @@
 //! [`RedisStore`]: the [`SessionInterface`] over Redis and Redis Cluster.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,14 +154,23 @@ impl RedisStore {
 
     /// Sends one request, bounded by the command timeout.
     async fn send(&self, operation: &'static str, req: Request<'_>) -> Result<Value, Error> {
+        self.bounded(operation, self.shared.conn.send(req)).await
+    }
+
+    /// Runs `call` under the command timeout; past it, a retryable
+    /// [`RedisStoreError::Timeout`] for `operation`.
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
         let after = self.command_timeout;
-        match tokio::time::timeout(after, self.shared.conn.send(req)).await {
-            Ok(reply) => reply,
-            Err(_) => Err(Error::retryable(RedisStoreError::Timeout {
+        tokio::time::timeout(after, call).await.unwrap_or_else(|_| {
+            Err(Error::retryable(RedisStoreError::Timeout {
                 operation,
                 after,
-            })),
-        }
+            }))
+        })
     }
 }
 
@@ -186,16 +196,16 @@ impl RedisStore {
         deadline_ms: i64,
     ) -> Result<Result<(), Error>, Redirected> {
         let pipe = scripts::transaction(&self.shared.scripts, &key, expected, &record, deadline_ms);
-        let after = self.command_timeout;
-        let reply = match tokio::time::timeout(
-            after,
-            self.shared.conn.send_raw(Request::Transaction(&pipe)),
-        )
-        .await
-        {
-            Ok(Err(checkout)) => return Ok(Err(checkout)),
-            Ok(Ok(Ok(reply))) => reply,
-            Ok(Ok(Err(e))) => {
+        let sent = self
+            .bounded(
+                "save",
+                self.shared.conn.send_raw(Request::Transaction(&pipe)),
+            )
+            .await;
+        let reply = match sent {
+            Err(checkout_or_timeout) => return Ok(Err(checkout_or_timeout)),
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => {
                 let redirect = exec_abort_cause(&e).is_some_and(|cause| {
                     matches!(
                         cause.kind(),
@@ -206,12 +216,6 @@ impl RedisStore {
                     return Err(Redirected);
                 }
                 return Ok(Err(from_redis(e)));
-            }
-            Err(_) => {
-                return Ok(Err(Error::retryable(RedisStoreError::Timeout {
-                    operation: "save",
-                    after,
-                })));
             }
         };
         Ok(transaction_outcome(reply))
