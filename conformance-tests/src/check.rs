@@ -2,7 +2,7 @@
 //! what was expected and what came back.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use session_core::time::{Duration, OffsetDateTime};
 use session_core::{
@@ -140,6 +140,33 @@ pub(crate) struct Ctx {
     pub(crate) case: &'static str,
     pub(crate) harness: Arc<dyn Harness>,
     pub(crate) fx: Fixture,
+    /// Every namespace this case asked the harness for, so the runner can clean
+    /// them all up afterwards.
+    pub(crate) opened: Opened,
+}
+
+/// The namespaces a case run has asked the harness for (shared by the runner and the
+/// case's task).
+#[derive(Clone, Default)]
+pub(crate) struct Opened(Arc<Mutex<Vec<Namespace>>>);
+
+impl Opened {
+    /// Records `ns` (before `open` is called: a failed `open` may have created
+    /// something too).
+    pub(crate) fn push(&self, ns: &Namespace) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(ns.clone());
+    }
+
+    /// The namespaces recorded so far.
+    pub(crate) fn all(&self) -> Vec<Namespace> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl Ctx {
@@ -169,6 +196,7 @@ impl Ctx {
     /// Opens one more, separate namespace through the harness.
     pub(crate) async fn open_other(&self) -> Result<Fixture, CaseError> {
         let ns = Namespace::for_case(self.case);
+        self.opened.push(&ns);
         self.harness
             .open(&ns)
             .await

@@ -209,6 +209,21 @@ pub trait Harness: Send + Sync + 'static {
 
     /// Opens an empty store for `namespace`.
     async fn open(&self, namespace: &Namespace) -> Result<Fixture, SetupError>;
+
+    /// Removes what [`open`](Self::open) left on the backend for `namespace` (a table,
+    /// a directory, keys), so running the suite against a shared server leaves
+    /// nothing behind.
+    ///
+    /// The runner calls it once for every namespace a case asked for — also when
+    /// `open` failed, and after the case passed, failed, panicked or timed out — once
+    /// the case's own task has ended. An error fails the case (its message is added
+    /// to the case's own). The default does nothing, which is right for backends
+    /// whose data goes away by itself: an in-memory store, keys that all carry a
+    /// deadline, a temporary directory the harness deletes.
+    async fn cleanup(&self, namespace: &Namespace) -> Result<(), BoxError> {
+        let _ = namespace;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

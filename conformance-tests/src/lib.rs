@@ -9,8 +9,8 @@ pub mod servers;
 
 pub use harness::{Fixture, Harness, InvalidNamespace, MAX_NAMESPACE_LEN, Namespace, SetupError};
 pub use runner::{
-    CASE_TIMEOUT, Case, CaseReport, MAX_CONCURRENT_CASES, Outcome, Report, cases, find_case,
-    run_all, run_case,
+    CASE_TIMEOUT, CLEANUP_TIMEOUT, Case, CaseReport, MAX_CONCURRENT_CASES, Outcome, Report, cases,
+    find_case, run_all, run_case,
 };
 
 /// The one list of cases. Both the registry ([`cases()`]) and the tests that

@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::check::{CaseError, CaseResult, Ctx};
+use crate::check::{CaseError, CaseResult, Ctx, Opened};
 use crate::harness::{Harness, Namespace, SetupError};
 
 /// How long one case may take before it counts as failed (a hung store).
 pub const CASE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// How long [`Harness::cleanup`] may take for one namespace before the case fails.
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How many cases [`run_all`] runs at once.
 pub const MAX_CONCURRENT_CASES: usize = 4;
@@ -157,8 +160,40 @@ pub async fn run_case(harness: Arc<dyn Harness>, name: &str) -> CaseReport {
 async fn run_found(harness: Arc<dyn Harness>, case: &'static Case) -> Outcome {
     let backend = harness.name().to_owned();
     let prefix = format!("case `{}` on backend `{backend}`", case.name);
+    let opened = Opened::default();
+    let outcome = run_task(Arc::clone(&harness), case, &prefix, opened.clone()).await;
+    let mut problems = Vec::new();
+    for namespace in opened.all() {
+        match tokio::time::timeout(CLEANUP_TIMEOUT, harness.cleanup(&namespace)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => problems.push(format!("cleaning up namespace `{namespace}` failed: {e}")),
+            Err(_) => problems.push(format!(
+                "cleaning up namespace `{namespace}` did not finish within {} s",
+                CLEANUP_TIMEOUT.as_secs()
+            )),
+        }
+    }
+    if problems.is_empty() {
+        return outcome;
+    }
+    let problems = problems.join("; ");
+    match outcome {
+        Outcome::Failed(msg) => Outcome::Failed(format!("{msg}; {problems}")),
+        Outcome::Passed | Outcome::Skipped(_) => Outcome::Failed(format!("{prefix}: {problems}")),
+    }
+}
+
+/// Opens the case's first namespace and runs the case in its own task, bounded by
+/// [`CASE_TIMEOUT`].
+async fn run_task(
+    harness: Arc<dyn Harness>,
+    case: &'static Case,
+    prefix: &str,
+    opened: Opened,
+) -> Outcome {
     let task = tokio::spawn(async move {
         let namespace = Namespace::for_case(case.name);
+        opened.push(&namespace);
         let fx = match harness.open(&namespace).await {
             Ok(fx) => fx,
             Err(SetupError::Skip(reason)) => return Err(CaseError::Skip(reason)),
@@ -172,6 +207,7 @@ async fn run_found(harness: Arc<dyn Harness>, case: &'static Case) -> Outcome {
             case: case.name,
             harness,
             fx,
+            opened,
         })
         .await
     });
