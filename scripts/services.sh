@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The servers the session stores are tested against: PostgreSQL 15, MariaDB 10.11 and
-# Redis 7 (standalone + a 3-master cluster), on 127.0.0.1 only, without systemd or
-# Docker. Debian 12 (bookworm); installs the packages with apt-get when missing.
+# Redis 7 (standalone, a 3-master cluster, and a TLS-only standalone server with a
+# throwaway CA), on 127.0.0.1 only, without systemd or Docker. Debian 12 (bookworm); installs the packages with apt-get when missing.
 #
 #   services.sh start    # install if missing, init if needed, start (idempotent), print URLs
 #   services.sh stop     # stop everything this script started (by PID from pidfiles)
@@ -13,7 +13,9 @@
 #
 # Env overrides: SVC_DIR (default /tmp/session-services), PG_PORT (15432),
 # MYSQL_PORT (13306), REDIS_PORT (16379), REDIS_CLUSTER_PORTS ("17001 17002 17003";
-# the cluster bus of each node listens on port+10000), REDIS_CLUSTER=0 to skip it.
+# the cluster bus of each node listens on port+10000), REDIS_CLUSTER=0 to skip it,
+# REDIS_TLS_PORT (16380), REDIS_TLS=0 to skip the TLS server. Its CA certificate (made
+# with openssl on the first start, kept with the data) is $SVC_DIR/redis/tls/ca.crt.
 #
 # The default ports, and the cluster bus ports, lie below Linux's ephemeral range
 # (net.ipv4.ip_local_port_range, 32768-60999 by default): a port inside it can be taken
@@ -28,6 +30,8 @@ MYSQL_PORT=${MYSQL_PORT:-13306}
 REDIS_PORT=${REDIS_PORT:-16379}
 REDIS_CLUSTER=${REDIS_CLUSTER:-1}
 REDIS_CLUSTER_PORTS=${REDIS_CLUSTER_PORTS:-"17001 17002 17003"}
+REDIS_TLS=${REDIS_TLS:-1}
+REDIS_TLS_PORT=${REDIS_TLS_PORT:-16380}
 DB_USER=sess DB_PASS=sess DB_NAME=sess
 PG_BIN=/usr/lib/postgresql/15/bin
 
@@ -93,6 +97,7 @@ install_pkgs() {
   [ -x "$PG_BIN/postgres" ] || need+=(postgresql-15 postgresql-client-15)
   command -v redis-server >/dev/null || need+=(redis-server)
   command -v redis-cli >/dev/null || need+=(redis-tools)
+  command -v openssl >/dev/null || need+=(openssl)
   command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
   command -v mariadb >/dev/null || need+=(mariadb-client)
   [ ${#need[@]} -eq 0 ] && return 0
@@ -200,6 +205,37 @@ start_redis() {
   wait_for 30 "redis cluster_state:ok" bash -c "redis-cli -p $first cluster info | grep -q '^cluster_state:ok'"
 }
 
+# A throwaway CA and a certificate for 127.0.0.1 signed by it, made once per SVC_DIR:
+# the TLS server's identity, which a client can verify only with this ca.crt.
+make_tls_certs() { # DIR
+  local d=$1
+  [ -s "$d/ca.crt" ] && [ -s "$d/server.crt" ] && [ -s "$d/server.key" ] && return 0
+  log "making a test CA and a server certificate in $d"
+  mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=session-services test CA" \
+    -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' >"$d/server.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
+}
+
+start_redis_tls() {
+  [ "$REDIS_TLS" = 1 ] || return 0
+  local d=$SVC_DIR/redis/tls
+  make_tls_certs "$d"
+  log "redis (TLS only) on 127.0.0.1:$REDIS_TLS_PORT"
+  pid_alive "$d/redis.pid" redis-server && return 0
+  redis-server --bind 127.0.0.1 --port 0 --tls-port "$REDIS_TLS_PORT" \
+    --tls-cert-file "$d/server.crt" --tls-key-file "$d/server.key" \
+    --tls-ca-cert-file "$d/ca.crt" --tls-auth-clients no \
+    --save '' --appendonly no --dir "$d" \
+    --daemonize yes --pidfile "$d/redis.pid" --logfile "$d/redis.log"
+  wait_for 10 "redis (TLS) on $REDIS_TLS_PORT" bash -c \
+    "redis-cli --tls --cacert '$d/ca.crt' -h 127.0.0.1 -p $REDIS_TLS_PORT ping | grep -q PONG"
+}
+
 print_env() {
   local nodes="" p
   for p in $REDIS_CLUSTER_PORTS; do nodes+="${nodes:+,}redis://127.0.0.1:$p"; done
@@ -207,6 +243,10 @@ print_env() {
   echo "export SESSION_TEST_MYSQL_URL=mysql://$DB_USER:$DB_PASS@127.0.0.1:$MYSQL_PORT/$DB_NAME"
   echo "export SESSION_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
   [ "$REDIS_CLUSTER" = 1 ] && echo "export SESSION_TEST_REDIS_CLUSTER_URLS=$nodes"
+  if [ "$REDIS_TLS" = 1 ]; then
+    echo "export SESSION_TEST_REDIS_TLS_URL=rediss://127.0.0.1:$REDIS_TLS_PORT/0"
+    echo "export SESSION_TEST_REDIS_TLS_CA=$SVC_DIR/redis/tls/ca.crt"
+  fi
   return 0
 }
 
@@ -215,6 +255,7 @@ stop_all() {
   signal_pidfile "$SVC_DIR/pg/data/postmaster.pid" postgres INT   # SIGINT = fast shutdown
   signal_pidfile "$SVC_DIR/mysql/mysqld.pid" mariadbd TERM
   signal_pidfile "$SVC_DIR/redis/standalone/redis.pid" redis-server TERM
+  signal_pidfile "$SVC_DIR/redis/tls/redis.pid" redis-server TERM
   for p in $REDIS_CLUSTER_PORTS; do
     signal_pidfile "$SVC_DIR/redis/cluster-$p/redis.pid" redis-server TERM
   done
@@ -241,6 +282,7 @@ restart_one() {
 status() {
   local f
   for f in pg/data/postmaster.pid:postgres mysql/mysqld.pid:mariadbd redis/standalone/redis.pid:redis-server \
+           redis/tls/redis.pid:redis-server \
            $(for p in $REDIS_CLUSTER_PORTS; do echo "redis/cluster-$p/redis.pid:redis-server"; done); do
     if pid_alive "$SVC_DIR/${f%%:*}" "${f##*:}"; then echo "up   ${f##*:} pid $(head -n1 "$SVC_DIR/${f%%:*}") ($f)"
     else echo "down ${f##*:} ($f)"; fi
@@ -253,9 +295,11 @@ case "${1:-start}" in
     prepare_dirs
     warn_if_ephemeral "$PG_PORT" postgres; warn_if_ephemeral "$MYSQL_PORT" mariadb
     warn_if_ephemeral "$REDIS_PORT" redis
+    [ "$REDIS_TLS" = 1 ] && warn_if_ephemeral "$REDIS_TLS_PORT" "redis (TLS)"
     start_pg
     start_mysql
     start_redis
+    start_redis_tls
     print_env >"$SVC_DIR/env.sh"
     cat "$SVC_DIR/env.sh" >&2
     log "ready; stop with: $0 stop   (data in $SVC_DIR)"

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Every check and test of the workspace, as CI runs it:
-#   1. start the test servers (PostgreSQL, MariaDB, Redis + cluster) on 127.0.0.1,
+#   1. start the test servers (PostgreSQL, MariaDB, Redis + cluster + a TLS-only
+#      Redis) on 127.0.0.1,
 #      installing them with apt-get on a fresh machine (scripts/services.sh), and
 #      install headless Chromium for the demo's browser test;
 #   2. rustfmt and clippy (warnings are errors);
 #   3. build the opt-in testcontainers path and the TLS features once, so they keep
-#      compiling (no TLS server here to test them against);
+#      compiling (the SQL stores' TLS is only built: no TLS database server here);
 #   4. every test of every crate but the benchmarks (cargo nextest when installed,
 #      then the doctests; `scripts/bench.sh` runs the benchmarks),
 #      with every server backend required: a missing server fails, it never skips;
+#      then session-redis with its `tls` feature against the TLS-only Redis;
 #   5. the SQL fault tests again with a real server restart (scripts/services.sh
 #      restart) instead of killed connections, alone, since a restart would disturb
 #      the other tests;
@@ -19,7 +21,7 @@ cd "$(dirname "$0")/.."
 bash scripts/services.sh start
 eval "$(bash scripts/services.sh env)"
 bash scripts/install-browser.sh
-export SESSION_TEST_REQUIRE=${SESSION_TEST_REQUIRE:-redis,redis-cluster,postgres,mysql,browser}
+export SESSION_TEST_REQUIRE=${SESSION_TEST_REQUIRE:-redis,redis-cluster,redis-tls,postgres,mysql,browser}
 
 echo "== rustfmt"
 cargo fmt --all -- --check
@@ -35,8 +37,10 @@ echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --exclude session-bench --locked --no-fail-fast
   cargo test --workspace --exclude session-bench --doc --locked
+  cargo nextest run -p session-redis --features tls --lib --test tls --locked --no-fail-fast
 else
   cargo test --workspace --exclude session-bench --locked --no-fail-fast
+  cargo test -p session-redis --features tls --lib --test tls --locked --no-fail-fast
 fi
 
 echo "== SQL fault tests with a real restart of PostgreSQL and MariaDB"

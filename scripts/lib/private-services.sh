@@ -10,6 +10,8 @@ private_services() {
   export SVC_DIR=${SVC_DIR:-$1}
   export PG_PORT=${PG_PORT:-$2} MYSQL_PORT=${MYSQL_PORT:-$3} REDIS_PORT=${REDIS_PORT:-$4}
   export REDIS_CLUSTER_PORTS=${REDIS_CLUSTER_PORTS:-$5}
+  # The private sets exercise faults on plain connections; no TLS server.
+  export REDIS_TLS=${REDIS_TLS:-0}
   local p
   for p in $PG_PORT $MYSQL_PORT $REDIS_PORT $REDIS_CLUSTER_PORTS; do
     case $p in 15432|13306|16379|17001|17002|17003) echo "refusing shared port $p" >&2; exit 2 ;; esac

@@ -51,6 +51,9 @@ pub struct RedisConfig {
     pub(crate) command_timeout: Duration,
     pub(crate) durable: bool,
     pub(crate) large_update_threshold: usize,
+    /// PEM certificates to trust for `rediss://` instead of the system's roots.
+    #[cfg(feature = "tls")]
+    pub(crate) tls_root_certificates: Option<Vec<u8>>,
 }
 
 impl RedisConfig {
@@ -79,6 +82,8 @@ impl RedisConfig {
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             durable: true,
             large_update_threshold: DEFAULT_LARGE_UPDATE_THRESHOLD,
+            #[cfg(feature = "tls")]
+            tls_root_certificates: None,
         }
     }
 
@@ -139,6 +144,28 @@ impl RedisConfig {
         self
     }
 
+    /// Trust only these certificate authorities (PEM, one or more `CERTIFICATE`
+    /// blocks) for `rediss://` connections, instead of the system's root store: for a
+    /// server whose certificate comes from a private CA (managed Redis services often
+    /// hand out one). The server's certificate must still name the host in the URL.
+    /// Feature `tls`.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use session_redis::RedisConfig;
+    ///
+    /// let ca = std::fs::read("/etc/redis/ca.crt")?;
+    /// let config = RedisConfig::new("rediss://redis.internal:6380/0").tls_root_certificates(ca);
+    /// # let _ = config;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_certificates = Some(pem.into());
+        self
+    }
+
     /// Checks every setting; [`RedisStore::connect`](crate::RedisStore::connect)
     /// calls it first.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -159,6 +186,41 @@ impl RedisConfig {
         if self.command_timeout.is_zero() {
             return Err(invalid("command timeout", "must be positive"));
         }
+        #[cfg(feature = "tls")]
+        if let Some(pem) = &self.tls_root_certificates {
+            self.validate_tls_roots(pem)?;
+        }
+        Ok(())
+    }
+
+    /// The root certificates must parse, and are only for `rediss://` URLs: given for
+    /// a plain URL they would silently protect nothing.
+    #[cfg(feature = "tls")]
+    fn validate_tls_roots(&self, pem: &[u8]) -> Result<(), ConfigError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+
+        let plain = match &self.target {
+            Target::Standalone(url) => !url.starts_with("rediss://"),
+            Target::Cluster(nodes) => nodes.iter().any(|u| !u.starts_with("rediss://")),
+        };
+        if plain {
+            return Err(invalid(
+                "tls root certificates",
+                "given, but the URL is not rediss://",
+            ));
+        }
+        let mut count = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            cert.map_err(|e| invalid("tls root certificates", format!("not PEM: {e}")))?;
+            count += 1;
+        }
+        if count == 0 {
+            return Err(invalid(
+                "tls root certificates",
+                "no CERTIFICATE block in the PEM",
+            ));
+        }
         Ok(())
     }
 }
@@ -170,15 +232,20 @@ impl std::fmt::Debug for RedisConfig {
             Target::Standalone(_) => "standalone",
             Target::Cluster(_) => "cluster",
         };
-        f.debug_struct("RedisConfig")
-            .field("target", &target)
+        let mut f = f.debug_struct("RedisConfig");
+        f.field("target", &target)
             .field("key_prefix", &self.key_prefix)
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("durable", &self.durable)
-            .field("large_update_threshold", &self.large_update_threshold)
-            .finish()
+            .field("large_update_threshold", &self.large_update_threshold);
+        #[cfg(feature = "tls")]
+        f.field(
+            "tls_root_certificates",
+            &self.tls_root_certificates.as_ref().map(|pem| pem.len()),
+        );
+        f.finish()
     }
 }
 

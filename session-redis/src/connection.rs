@@ -103,6 +103,12 @@ impl Connection {
     }
 
     async fn open_standalone(url: &str, config: &RedisConfig) -> RedisResult<Self> {
+        #[cfg(feature = "tls")]
+        let client = match &config.tls_root_certificates {
+            Some(pem) => redis::Client::build_with_tls(url, tls_roots(pem))?,
+            None => redis::Client::open(url)?,
+        };
+        #[cfg(not(feature = "tls"))]
         let client = redis::Client::open(url)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
@@ -122,8 +128,13 @@ impl Connection {
         let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
             .connection_timeout(config.connect_timeout)
             .response_timeout(config.command_timeout)
-            .retries(CLUSTER_RETRIES)
-            .build()?;
+            .retries(CLUSTER_RETRIES);
+        #[cfg(feature = "tls")]
+        let client = match &config.tls_root_certificates {
+            Some(pem) => client.certs(tls_roots(pem)),
+            None => client,
+        };
+        let client = client.build()?;
         let mut conns = Vec::with_capacity(config.pool_size);
         for _ in 0..config.pool_size {
             conns.push(client.get_async_connection().await?);
@@ -152,6 +163,16 @@ impl Connection {
                 exec(&mut conn, req).await
             }
         })
+    }
+}
+
+/// The driver's TLS settings for [`RedisConfig::tls_root_certificates`]: trust these
+/// roots, present no client certificate.
+#[cfg(feature = "tls")]
+fn tls_roots(pem: &[u8]) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem.to_vec()),
     }
 }
 

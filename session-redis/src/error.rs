@@ -76,6 +76,10 @@ pub(crate) fn exec_abort_cause(err: &RedisError) -> Option<RedisError> {
 }
 
 fn is_transient(err: &RedisError) -> bool {
+    #[cfg(feature = "tls")]
+    if is_certificate_failure(err) {
+        return false;
+    }
     if err.is_io_error()
         || err.is_timeout()
         || err.is_connection_dropped()
@@ -99,6 +103,53 @@ fn is_transient(err: &RedisError) -> bool {
                     | ServerErrorKind::Ask
             )
     )
+}
+
+/// A TLS handshake that failed over the certificates — an unknown CA, a name the
+/// certificate does not cover, an expired one — fails the same way on every retry,
+/// although the driver reports it as an I/O error.
+#[cfg(feature = "tls")]
+fn is_certificate_failure(err: &RedisError) -> bool {
+    use std::error::Error as StdError;
+
+    use rustls::Error as Tls;
+
+    // The driver keeps its cause as an `Arc<dyn Error>` (so its errors can be
+    // cloned), an I/O error keeps the TLS error inside: look through both.
+    fn unwrap_layers<'a>(e: &'a (dyn StdError + 'static)) -> &'a (dyn StdError + 'static) {
+        let e: &(dyn StdError + 'static) =
+            match e.downcast_ref::<std::sync::Arc<dyn StdError + Send + Sync>>() {
+                Some(shared) => &**shared,
+                None => e,
+            };
+        match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => inner,
+            None => e,
+        }
+    }
+
+    let mut next: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = next {
+        let e = unwrap_layers(e);
+        if e.is::<rustls::pki_types::InvalidDnsNameError>()
+            || matches!(
+                e.downcast_ref::<Tls>(),
+                Some(
+                    Tls::InvalidCertificate(_)
+                        | Tls::NoCertificatesPresented
+                        | Tls::UnsupportedNameType
+                        | Tls::PeerIncompatible(_)
+                )
+            )
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Maps a `deadpool-redis` checkout failure to the core enum.
@@ -134,6 +185,27 @@ mod tests {
         ] {
             assert!(from_redis(io_err(kind)).is_retryable(), "{kind:?}");
         }
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn certificate_failures_are_permanent_other_tls_io_errors_are_not() {
+        use rustls::{CertificateError, Error as Tls};
+
+        let tls_io = |e: Tls| RedisError::from(io::Error::new(io::ErrorKind::InvalidData, e));
+        for e in [
+            Tls::InvalidCertificate(CertificateError::UnknownIssuer),
+            Tls::InvalidCertificate(CertificateError::Expired),
+            Tls::InvalidCertificate(CertificateError::NotValidForName),
+            Tls::NoCertificatesPresented,
+        ] {
+            let shown = e.to_string();
+            assert!(!from_redis(tls_io(e.clone())).is_retryable(), "{shown}");
+            assert!(!from_redis(RedisError::from(e)).is_retryable(), "{shown}");
+        }
+        // A connection cut mid-handshake is a network failure like any other.
+        assert!(from_redis(tls_io(Tls::HandshakeNotComplete)).is_retryable());
+        assert!(from_redis(io_err(io::ErrorKind::ConnectionReset)).is_retryable());
     }
 
     #[test]

@@ -15,6 +15,8 @@ use crate::{Fixture, Harness, Namespace, SetupError};
 pub struct RedisHarness {
     backend: Backend,
     urls: Option<Vec<String>>,
+    /// A complete configuration (e.g. TLS settings) instead of URLs.
+    config: Option<RedisConfig>,
     store: OnceCell<RedisStore>,
 }
 
@@ -35,11 +37,25 @@ impl RedisHarness {
         Self {
             backend,
             urls,
+            config: None,
             store: OnceCell::new(),
         }
     }
 
+    /// The server `config` describes (its key prefix is replaced by one per
+    /// namespace), reported as `backend`. For settings beyond a URL, e.g.
+    /// `RedisConfig::tls_root_certificates`.
+    pub fn from_config(backend: Backend, config: RedisConfig) -> Self {
+        Self {
+            config: Some(config),
+            ..Self::new(backend, None)
+        }
+    }
+
     async fn connect(&self) -> Result<RedisStore, SetupError> {
+        if let Some(config) = &self.config {
+            return Ok(RedisStore::connect(config.clone()).await?);
+        }
         let urls = match &self.urls {
             Some(urls) => urls.clone(),
             None => servers::resolve(self.backend)
