@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The servers the session stores are tested against: PostgreSQL 15, MariaDB 10.11 and
-# Redis 7 (standalone, a 3-master cluster, and a TLS-only standalone server with a
-# throwaway CA), on 127.0.0.1 only, without systemd or Docker. Debian 12 (bookworm); installs the packages with apt-get when missing.
+# Redis 7 (standalone, a 3-master cluster, and a TLS-only standalone server), on
+# 127.0.0.1 only, without systemd or Docker. PostgreSQL and MariaDB accept TLS too (and
+# plain connections); every TLS server presents a certificate for 127.0.0.1 from a
+# throwaway CA. Debian 12 (bookworm); installs the packages with apt-get when missing.
 #
 #   services.sh start    # install if missing, init if needed, start (idempotent), print URLs
 #   services.sh stop     # stop everything this script started (by PID from pidfiles)
@@ -14,8 +16,8 @@
 # Env overrides: SVC_DIR (default /tmp/session-services), PG_PORT (15432),
 # MYSQL_PORT (13306), REDIS_PORT (16379), REDIS_CLUSTER_PORTS ("17001 17002 17003";
 # the cluster bus of each node listens on port+10000), REDIS_CLUSTER=0 to skip it,
-# REDIS_TLS_PORT (16380), REDIS_TLS=0 to skip the TLS server. Its CA certificate (made
-# with openssl on the first start, kept with the data) is $SVC_DIR/redis/tls/ca.crt.
+# REDIS_TLS_PORT (16380), REDIS_TLS=0 to skip the TLS Redis. The CA certificate (made
+# with openssl on the first start, kept with the data) is $SVC_DIR/tls/ca.crt.
 #
 # The default ports, and the cluster bus ports, lie below Linux's ephemeral range
 # (net.ipv4.ip_local_port_range, 32768-60999 by default): a port inside it can be taken
@@ -135,8 +137,9 @@ start_pg() {
   fi
   if ! pid_alive "$d/data/postmaster.pid" postgres; then
     log "starting postgres on 127.0.0.1:$PG_PORT"
+    install_server_cert "$d" postgres
     as_user postgres "$PG_BIN/pg_ctl" -D "$d/data" -l "$d/postgres.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $d -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $d -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c ssl=on -c ssl_cert_file=$d/server.crt -c ssl_key_file=$d/server.key" \
       start >/dev/null || { tail -n 20 "$d/postgres.log" >&2; die "postgres failed to start"; }
   fi
   # idempotent role/db creation
@@ -160,7 +163,9 @@ start_mysql() {
   if ! pid_alive "$d/mysqld.pid" mariadbd; then
     log "starting mariadbd on 127.0.0.1:$MYSQL_PORT"
     local u=(); [ "$(id -u)" -eq 0 ] && u=(--user=mysql)   # mariadbd drops privileges itself
+    install_server_cert "$d" mysql
     setsid /usr/sbin/mariadbd --no-defaults "${u[@]}" --datadir="$d/data" \
+      --ssl-cert="$d/server.crt" --ssl-key="$d/server.key" \
       --bind-address=127.0.0.1 --port="$MYSQL_PORT" --socket="$sock" --pid-file="$d/mysqld.pid" \
       --log-error="$d/error.log" --skip-log-bin --skip-name-resolve --max-connections=500 \
       --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 --character-set-server=utf8mb4 \
@@ -206,9 +211,9 @@ start_redis() {
 }
 
 # A throwaway CA and a certificate for 127.0.0.1 signed by it, made once per SVC_DIR:
-# the TLS server's identity, which a client can verify only with this ca.crt.
-make_tls_certs() { # DIR
-  local d=$1
+# the TLS servers' identity, which a client can verify only with this ca.crt.
+make_tls_certs() {
+  local d=$SVC_DIR/tls
   [ -s "$d/ca.crt" ] && [ -s "$d/server.crt" ] && [ -s "$d/server.key" ] && return 0
   log "making a test CA and a server certificate in $d"
   mkdir -p "$d"
@@ -221,19 +226,27 @@ make_tls_certs() { # DIR
     -days 3650 -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
 }
 
+# install_server_cert DIR OWNER : a copy of the server certificate and key in DIR that
+# only OWNER (the server's user) can read, as PostgreSQL and MariaDB demand.
+install_server_cert() {
+  local o=(); [ "$(id -u)" -eq 0 ] && o=(-o "$2" -g "$2")
+  install "${o[@]}" -m 600 "$SVC_DIR/tls/server.crt" "$1/server.crt"
+  install "${o[@]}" -m 600 "$SVC_DIR/tls/server.key" "$1/server.key"
+}
+
 start_redis_tls() {
   [ "$REDIS_TLS" = 1 ] || return 0
-  local d=$SVC_DIR/redis/tls
-  make_tls_certs "$d"
+  local d=$SVC_DIR/redis/tls c=$SVC_DIR/tls
+  mkdir -p "$d"
   log "redis (TLS only) on 127.0.0.1:$REDIS_TLS_PORT"
   pid_alive "$d/redis.pid" redis-server && return 0
   redis-server --bind 127.0.0.1 --port 0 --tls-port "$REDIS_TLS_PORT" \
-    --tls-cert-file "$d/server.crt" --tls-key-file "$d/server.key" \
-    --tls-ca-cert-file "$d/ca.crt" --tls-auth-clients no \
+    --tls-cert-file "$c/server.crt" --tls-key-file "$c/server.key" \
+    --tls-ca-cert-file "$c/ca.crt" --tls-auth-clients no \
     --save '' --appendonly no --dir "$d" \
     --daemonize yes --pidfile "$d/redis.pid" --logfile "$d/redis.log"
   wait_for 10 "redis (TLS) on $REDIS_TLS_PORT" bash -c \
-    "redis-cli --tls --cacert '$d/ca.crt' -h 127.0.0.1 -p $REDIS_TLS_PORT ping | grep -q PONG"
+    "redis-cli --tls --cacert '$c/ca.crt' -h 127.0.0.1 -p $REDIS_TLS_PORT ping | grep -q PONG"
 }
 
 print_env() {
@@ -245,8 +258,8 @@ print_env() {
   [ "$REDIS_CLUSTER" = 1 ] && echo "export SESSION_TEST_REDIS_CLUSTER_URLS=$nodes"
   if [ "$REDIS_TLS" = 1 ]; then
     echo "export SESSION_TEST_REDIS_TLS_URL=rediss://127.0.0.1:$REDIS_TLS_PORT/0"
-    echo "export SESSION_TEST_REDIS_TLS_CA=$SVC_DIR/redis/tls/ca.crt"
   fi
+  echo "export SESSION_TEST_TLS_CA=$SVC_DIR/tls/ca.crt"
   return 0
 }
 
@@ -296,6 +309,7 @@ case "${1:-start}" in
     warn_if_ephemeral "$PG_PORT" postgres; warn_if_ephemeral "$MYSQL_PORT" mariadb
     warn_if_ephemeral "$REDIS_PORT" redis
     [ "$REDIS_TLS" = 1 ] && warn_if_ephemeral "$REDIS_TLS_PORT" "redis (TLS)"
+    make_tls_certs
     start_pg
     start_mysql
     start_redis

@@ -5,12 +5,12 @@
 #      installing them with apt-get on a fresh machine (scripts/services.sh), and
 #      install headless Chromium for the demo's browser test;
 #   2. rustfmt and clippy (warnings are errors);
-#   3. build the opt-in testcontainers path and the TLS features once, so they keep
-#      compiling (the SQL stores' TLS is only built: no TLS database server here);
+#   3. build the opt-in testcontainers path and clippy the TLS features;
 #   4. every test of every crate but the benchmarks (cargo nextest when installed,
 #      then the doctests; `scripts/bench.sh` runs the benchmarks),
 #      with every server backend required: a missing server fails, it never skips;
-#      then session-redis with its `tls` feature against the TLS-only Redis;
+#      then the stores with their rustls features against the servers' TLS ports
+#      (Redis TLS-only; PostgreSQL and MariaDB accept both), certificates verified;
 #   5. the SQL fault tests again with a real server restart (scripts/services.sh
 #      restart) instead of killed connections, alone, since a restart would disturb
 #      the other tests;
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 bash scripts/services.sh start
 eval "$(bash scripts/services.sh env)"
 bash scripts/install-browser.sh
-export SESSION_TEST_REQUIRE=${SESSION_TEST_REQUIRE:-redis,redis-cluster,redis-tls,postgres,mysql,browser}
+export SESSION_TEST_REQUIRE=${SESSION_TEST_REQUIRE:-redis,redis-cluster,redis-tls,postgres,postgres-tls,mysql,mysql-tls,browser}
 
 echo "== rustfmt"
 cargo fmt --all -- --check
@@ -29,18 +29,21 @@ echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== containers feature (build only: no Docker engine here)"
 cargo check -p conformance-tests --features containers --locked
-echo "== TLS features (build only)"
-cargo clippy --locked -p session-redis -p session-postgres -p session-mysql \
-  --features session-redis/tls,session-postgres/tls-rustls,session-mysql/tls-rustls -- -D warnings
+echo "== clippy with the TLS features"
+cargo clippy --locked --all-targets -p session-redis -p session-sql-common -p session-postgres -p session-mysql \
+  --features session-redis/tls,session-sql-common/tls-rustls,session-postgres/tls-rustls,session-mysql/tls-rustls \
+  -- -D warnings
 
 echo "== tests"
+TLS_TESTS=(-p session-redis -p session-sql-common -p session-postgres -p session-mysql --lib --test tls
+  --features session-redis/tls,session-sql-common/tls-rustls,session-postgres/tls-rustls,session-mysql/tls-rustls)
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --exclude session-bench --locked --no-fail-fast
   cargo test --workspace --exclude session-bench --doc --locked
-  cargo nextest run -p session-redis --features tls --lib --test tls --locked --no-fail-fast
+  cargo nextest run "${TLS_TESTS[@]}" --locked --no-fail-fast
 else
   cargo test --workspace --exclude session-bench --locked --no-fail-fast
-  cargo test -p session-redis --features tls --lib --test tls --locked --no-fail-fast
+  cargo test "${TLS_TESTS[@]}" --locked --no-fail-fast
 fi
 
 echo "== SQL fault tests with a real restart of PostgreSQL and MariaDB"

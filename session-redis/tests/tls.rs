@@ -2,7 +2,7 @@
 //! throwaway CA): the conformance suite over TLS with the CA given as
 //! `RedisConfig::tls_root_certificates`, and the ways a TLS configuration can be
 //! wrong. Needs the crate feature `tls` and `SESSION_TEST_REDIS_TLS_URL` +
-//! `SESSION_TEST_REDIS_TLS_CA` (a skip line when unset; a failure instead when
+//! `SESSION_TEST_TLS_CA` (a skip line when unset; a failure instead when
 //! `SESSION_TEST_REQUIRE` names `redis-tls`).
 
 use async_trait::async_trait;
@@ -14,7 +14,7 @@ use session_redis::{RedisConfig, RedisStore};
 use tokio::sync::OnceCell;
 
 const URL_VAR: &str = "SESSION_TEST_REDIS_TLS_URL";
-const CA_VAR: &str = "SESSION_TEST_REDIS_TLS_CA";
+const CA_VAR: &str = "SESSION_TEST_TLS_CA";
 
 /// The TLS server's URL and its CA certificate (PEM), or why there is none.
 fn tls_server() -> Result<(String, Vec<u8>), String> {

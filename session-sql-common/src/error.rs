@@ -40,6 +40,8 @@ pub type DbErrorHook = fn(&dyn DatabaseError) -> Option<ErrorClass>;
 /// shutting down or starting, `HYT00` timeout. `hook` refines that per backend.
 pub fn classify(err: &sqlx::Error, hook: DbErrorHook) -> ErrorClass {
     match err {
+        #[cfg(feature = "tls-rustls")]
+        sqlx::Error::Io(e) if is_certificate_failure(e) => ErrorClass::Permanent,
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
@@ -59,6 +61,24 @@ pub fn classify(err: &sqlx::Error, hook: DbErrorHook) -> ErrorClass {
         }),
         _ => ErrorClass::Permanent,
     }
+}
+
+/// A TLS handshake that failed over the server's certificate — an unknown CA, a name
+/// it does not cover, an expired one — fails the same way on every retry, although
+/// sqlx reports it as an I/O error (rustls' error inside).
+#[cfg(feature = "tls-rustls")]
+fn is_certificate_failure(err: &std::io::Error) -> bool {
+    use rustls::Error as Tls;
+
+    matches!(
+        err.get_ref().and_then(|inner| inner.downcast_ref::<Tls>()),
+        Some(
+            Tls::InvalidCertificate(_)
+                | Tls::NoCertificatesPresented
+                | Tls::UnsupportedNameType
+                | Tls::PeerIncompatible(_)
+        )
+    )
 }
 
 /// Converts a sqlx error into the core [`Error`]: unreadable column values become
@@ -191,6 +211,26 @@ mod tests {
 
     fn no_hook(_: &dyn DatabaseError) -> Option<ErrorClass> {
         None
+    }
+
+    #[cfg(feature = "tls-rustls")]
+    #[test]
+    fn certificate_failures_are_permanent_other_tls_io_errors_are_not() {
+        use rustls::{CertificateError, Error as Tls};
+
+        let io = |e: Tls| sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+        for e in [
+            Tls::InvalidCertificate(CertificateError::UnknownIssuer),
+            Tls::InvalidCertificate(CertificateError::NotValidForName),
+            Tls::NoCertificatesPresented,
+        ] {
+            assert_eq!(classify(&io(e), no_hook), ErrorClass::Permanent);
+        }
+        // Cut mid-handshake: a network failure like any other.
+        assert_eq!(
+            classify(&io(Tls::HandshakeNotComplete), no_hook),
+            ErrorClass::ConnectionLost
+        );
     }
 
     #[test]

@@ -32,3 +32,37 @@ pub fn server_url(var: &str, backend: &str) -> Option<String> {
         }
     }
 }
+
+/// The server URL in `var` with TLS parameters appended (`with_ca` gets the path of
+/// the CA certificate in `SESSION_TEST_TLS_CA` and returns the query string that
+/// makes the driver verify the server's certificate and name against it).
+///
+/// `None` after a skip line when either variable is unset — unless
+/// `SESSION_TEST_REQUIRE` names `<backend>-tls`, which makes it a failure.
+///
+/// # Panics
+///
+/// When a variable is unset but `SESSION_TEST_REQUIRE` demands `<backend>-tls`.
+pub fn tls_server_url(
+    var: &str,
+    backend: &str,
+    with_ca: impl FnOnce(&str) -> String,
+) -> Option<String> {
+    let required = format!("{backend}-tls");
+    let url = server_url(var, &required)?;
+    let ca = server_url("SESSION_TEST_TLS_CA", &required)?;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{sep}{}", with_ca(&ca)))
+}
+
+/// `err` and its sources, joined with `": "`, for assertions and failure messages.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    chain
+}
