@@ -285,6 +285,15 @@ impl Session {
         state.cycle || state.destroyed || state.loaded.as_ref().is_some_and(Loaded::is_modified)
     }
 
+    /// Whether this request has used the session: read or changed it (which loaded
+    /// it) or destroyed it. The response to such a request depends on the request's
+    /// cookie, so an HTTP layer marks it `Vary: Cookie` for shared caches. A request
+    /// that never touched its session is not accessed and costs no store call.
+    pub fn is_accessed(&self) -> bool {
+        let state = self.state();
+        state.loaded.is_some() || state.destroyed
+    }
+
     /// Whether the session existed before this request (false for a session this
     /// request started).
     pub async fn exists(&self) -> Result<bool, Error> {

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::header::{COOKIE, HeaderMap, HeaderValue, SET_COOKIE};
+use http::header::{COOKIE, HeaderMap, HeaderValue, SET_COOKIE, VARY};
 use http::{Request, Response};
 use session_core::{Session, SessionManager};
 use tower_service::Service;
@@ -47,17 +47,21 @@ where
         let layer = self.layer.clone();
         Box::pin(async move {
             let mut response = inner.call(request).await?;
-            if response.status().is_server_error() && !layer.save_on_server_error {
-                return Ok(response);
-            }
-            match set_cookie(&layer.manager, &session).await {
-                Ok(Some(value)) => {
-                    response.headers_mut().append(SET_COOKIE, value);
-                    Ok(response)
+            // A server error is not saved unless the layer is told to.
+            let save = !response.status().is_server_error() || layer.save_on_server_error;
+            if save {
+                match set_cookie(&layer.manager, &session).await {
+                    Ok(Some(value)) => {
+                        response.headers_mut().append(SET_COOKIE, value);
+                    }
+                    Ok(None) => {}
+                    Err(error) => response = layer.on_error.respond(&error),
                 }
-                Ok(None) => Ok(response),
-                Err(error) => Ok(layer.on_error.respond(&error)),
             }
+            if session.is_accessed() {
+                vary_on_cookie(response.headers_mut());
+            }
+            Ok(response)
         })
     }
 }
@@ -84,4 +88,20 @@ async fn set_cookie(
         Some(header) => Some(HeaderValue::try_from(header)?),
         None => None,
     })
+}
+
+/// Adds `Cookie` to the response's `Vary` (unless it is there already, or `*`): the
+/// response was made with the request's session, so a shared cache must not hand it
+/// to a client with another cookie.
+fn vary_on_cookie(headers: &mut HeaderMap) {
+    let covered = headers.get_all(VARY).iter().any(|value| {
+        value.to_str().is_ok_and(|list| {
+            list.split(',')
+                .map(str::trim)
+                .any(|name| name == "*" || name.eq_ignore_ascii_case(COOKIE.as_str()))
+        })
+    });
+    if !covered {
+        headers.append(VARY, HeaderValue::from_static("Cookie"));
+    }
 }

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 
 use common::{cookie_pair, manager};
-use http::header::{COOKIE, SET_COOKIE};
+use http::header::{COOKIE, SET_COOKIE, VARY};
 use http::{HeaderValue, Request, Response, StatusCode};
 use session_core::{Session, SessionConfig, SessionManager};
 use session_tower::{Error, SessionLayer, StatusResponse};
@@ -325,4 +325,93 @@ async fn login_rotation_sets_a_new_cookie_and_kills_the_old_one() {
     assert_eq!(with_new.body(), "2", "the data moved to the new id");
     let with_old = visits.oneshot(get(Some(&old))).await.unwrap();
     assert_eq!(with_old.body(), "1", "the old id is dead");
+}
+
+fn vary(response: &Response<Body>) -> Vec<String> {
+    response
+        .headers()
+        .get_all(VARY)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A response made with the session depends on the cookie: shared caches must key
+/// it by the cookie (`Vary: Cookie`), whether the session was read, written or
+/// destroyed; one that never touched the session is left alone.
+#[tokio::test]
+async fn responses_that_used_the_session_vary_on_cookie() {
+    let (manager, _store) = manager();
+    let reads =
+        SessionLayer::new(manager.clone()).layer(service_fn(|req: Request<Body>| async move {
+            let n = session_of(&req).get::<u64>("n").await.unwrap();
+            Ok::<_, Infallible>(Response::new(format!("{n:?}")))
+        }));
+    let first = reads.oneshot(get(None)).await.unwrap();
+    assert_eq!(
+        set_cookie(&first),
+        None,
+        "a read of a new session saves nothing"
+    );
+    assert_eq!(vary(&first), ["Cookie"]);
+
+    let writes = SessionLayer::new(manager.clone()).layer(service_fn(count_visits));
+    assert_eq!(vary(&writes.oneshot(get(None)).await.unwrap()), ["Cookie"]);
+
+    let destroys =
+        SessionLayer::new(manager.clone()).layer(service_fn(|req: Request<Body>| async move {
+            session_of(&req).destroy();
+            Ok::<_, Infallible>(Response::new(Body::new()))
+        }));
+    assert_eq!(
+        vary(&destroys.oneshot(get(None)).await.unwrap()),
+        ["Cookie"]
+    );
+
+    let untouched = SessionLayer::new(manager).layer(service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::from("static")))
+    }));
+    assert!(vary(&untouched.oneshot(get(None)).await.unwrap()).is_empty());
+}
+
+/// The handler's own `Vary` is kept, and `Cookie` is added once, not again when the
+/// handler named it already (in any case) or varies on everything.
+#[tokio::test]
+async fn vary_cookie_is_added_to_the_handlers_vary_once() {
+    for (handler_vary, expected) in [
+        (Some("Accept-Encoding"), vec!["Accept-Encoding", "Cookie"]),
+        (
+            Some("accept-encoding, cookie"),
+            vec!["accept-encoding, cookie"],
+        ),
+        (Some("*"), vec!["*"]),
+        (None, vec!["Cookie"]),
+    ] {
+        let (manager, _store) = manager();
+        let service =
+            SessionLayer::new(manager).layer(service_fn(move |req: Request<Body>| async move {
+                session_of(&req).insert("k", "v").await.unwrap();
+                let mut response = Response::new(Body::new());
+                if let Some(v) = handler_vary {
+                    response
+                        .headers_mut()
+                        .insert(VARY, HeaderValue::from_static(v));
+                }
+                Ok::<_, Infallible>(response)
+            }));
+        let response = service.oneshot(get(None)).await.unwrap();
+        assert_eq!(vary(&response), expected, "{handler_vary:?}");
+    }
+}
+
+/// The error response the layer sends when saving fails was made with the session
+/// too.
+#[tokio::test]
+async fn the_error_response_varies_on_cookie() {
+    let (manager, store) = manager();
+    store.fail_writes.store(true, Ordering::SeqCst);
+    let service = SessionLayer::new(manager).layer(writes_then_answers(StatusCode::OK));
+    let response = service.oneshot(get(None)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(vary(&response), ["Cookie"]);
 }
