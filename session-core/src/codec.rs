@@ -112,7 +112,8 @@ fn from_millis(ms: i64) -> Result<OffsetDateTime, DecodeError> {
 impl Stored {
     /// Decodes a stored record. Never panics; any defect is a typed [`DecodeError`].
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let wire: WireIn = serde_json::from_slice(bytes).map_err(DecodeError::Json)?;
+        let wire: WireIn =
+            serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.into()))?;
         if wire.v != ENVELOPE_VERSION {
             return Err(DecodeError::UnknownVersion(wire.v));
         }
@@ -198,6 +199,7 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{JsonError, JsonErrorKind};
     use time::macros::datetime;
 
     fn meta() -> Meta {
@@ -212,6 +214,39 @@ mod tests {
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    /// serde_json quotes offending input in its messages; the decode error and its
+    /// sources must not (stored bytes may hold tokens or personal data).
+    #[test]
+    fn envelope_errors_never_quote_the_stored_data() {
+        for bytes in [
+            &br#"{"v":1,"data":"secret-4711"}"#[..],
+            br#"{"v":"secret-4711"}"#,
+            br#"{"v":1,"fwd":["secret-4711"]}"#,
+            br#"{"v":1,"created":"secret-4711"}"#,
+        ] {
+            let err = Envelope::decode(bytes).unwrap_err();
+            let mut chain = err.to_string();
+            let mut source = std::error::Error::source(&err);
+            while let Some(s) = source {
+                chain.push_str(&format!(": {s} / {s:?}"));
+                source = s.source();
+            }
+            chain.push_str(&format!(" / {err:?}"));
+            assert!(!chain.contains("secret"), "{chain}");
+            assert!(
+                matches!(
+                    err,
+                    DecodeError::Json(JsonError {
+                        kind: JsonErrorKind::Data,
+                        line: 1,
+                        ..
+                    })
+                ),
+                "{chain}"
+            );
+        }
     }
 
     #[test]

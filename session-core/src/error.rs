@@ -62,13 +62,15 @@ pub enum Error {
         limit: usize,
     },
     /// A value could not be serialized into, or deserialized out of, the session.
-    #[error("session value `{key}` could not be (de)serialized")]
+    #[error("session value `{key}` could not be (de)serialized as `{type_name}`")]
     Value {
         /// The session key whose value failed.
         key: String,
-        /// The serde error.
+        /// The Rust type it was read as or written from.
+        type_name: &'static str,
+        /// What serde_json reported, without the value itself.
         #[source]
-        source: serde_json::Error,
+        source: JsonError,
     },
     /// Concurrent requests kept changing the session; the save gave up after the
     /// configured number of attempts. Nothing of this request was written.
@@ -135,7 +137,75 @@ pub enum DecodeError {
     },
     /// The bytes are not valid JSON for the session envelope.
     #[error("malformed session envelope")]
-    Json(#[source] serde_json::Error),
+    Json(#[source] JsonError),
+}
+
+/// What serde_json reported about a value or an envelope, without the data.
+///
+/// serde_json's own messages quote the offending input (`invalid type: string
+/// "…", expected u64`), and error chains end up in logs; a session value may be a
+/// token or personal data. This keeps what helps debugging — the kind of failure and
+/// where in the JSON — and drops the rest.
+///
+/// ```
+/// # use session_core::JsonError;
+/// let serde = serde_json::from_str::<u64>(r#""secret""#).unwrap_err();
+/// let err = JsonError::from(serde);
+/// assert_eq!(err.to_string(), "JSON of another type than expected (line 1, column 8)");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}{}", position(*.line, *.column))]
+pub struct JsonError {
+    /// What went wrong.
+    pub kind: JsonErrorKind,
+    /// 1-based line of the failure in the input; 0 when serializing.
+    pub line: usize,
+    /// 1-based column of the failure in the input; 0 when serializing.
+    pub column: usize,
+}
+
+/// The kind of a [`JsonError`] (serde_json's `Category`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JsonErrorKind {
+    /// Not JSON.
+    #[error("malformed JSON")]
+    Syntax,
+    /// Valid JSON of another shape than the Rust type (or a value serde cannot
+    /// represent, when serializing).
+    #[error("JSON of another type than expected")]
+    Data,
+    /// The input ended in the middle of a value.
+    #[error("JSON that ends early")]
+    Eof,
+    /// Reading or writing failed.
+    #[error("an I/O failure")]
+    Io,
+}
+
+fn position(line: usize, column: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(" (line {line}, column {column})")
+    }
+}
+
+impl From<serde_json::Error> for JsonError {
+    fn from(e: serde_json::Error) -> Self {
+        use serde_json::error::Category;
+        let kind = match e.classify() {
+            Category::Syntax => JsonErrorKind::Syntax,
+            Category::Data => JsonErrorKind::Data,
+            Category::Eof => JsonErrorKind::Eof,
+            Category::Io => JsonErrorKind::Io,
+        };
+        Self {
+            kind,
+            line: e.line(),
+            column: e.column(),
+        }
+    }
 }
 
 /// An invalid [`SessionConfig`](crate::SessionConfig), reported when it is built.

@@ -15,7 +15,7 @@ mod token;
 pub use client_side::{CookieSealer, MAX_SET_COOKIE_BYTES};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
 pub use config::{SameSite, SessionConfig, SessionConfigBuilder};
-pub use error::{BoxError, ConfigError, DecodeError, Error};
+pub use error::{BoxError, ConfigError, DecodeError, Error, JsonError, JsonErrorKind};
 pub use manager::{CookieDecision, SessionManager};
 pub use session::Session;
 pub use store::{

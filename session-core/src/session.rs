@@ -187,7 +187,8 @@ impl Session {
         raw.map(|r| {
             serde_json::from_str(r.get()).map_err(|source| Error::Value {
                 key: key.to_owned(),
-                source,
+                type_name: std::any::type_name::<T>(),
+                source: source.into(),
             })
         })
         .transpose()
@@ -199,7 +200,8 @@ impl Session {
     pub async fn insert<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), Error> {
         let raw = serde_json::value::to_raw_value(value).map_err(|source| Error::Value {
             key: key.to_owned(),
-            source,
+            type_name: std::any::type_name::<T>(),
+            source: source.into(),
         })?;
         self.with_loaded(|l| {
             if l.data.get(key).is_some_and(|old| old.get() == raw.get()) {
@@ -252,7 +254,8 @@ impl Session {
                 Ok(v) => Ok((k.clone(), v)),
                 Err(source) => Err(Error::Value {
                     key: k.clone(),
-                    source,
+                    type_name: std::any::type_name::<serde_json::Value>(),
+                    source: source.into(),
                 }),
             })
             .collect()

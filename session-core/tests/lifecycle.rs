@@ -654,7 +654,7 @@ async fn typed_values_round_trip_and_type_errors_are_typed() {
     assert_eq!(s.get::<Cart>("cart").await.unwrap(), Some(cart));
     assert!(matches!(
         s.get::<u8>("cart").await,
-        Err(Error::Value { ref key, .. }) if key == "cart"
+        Err(Error::Value { ref key, type_name: "u8", .. }) if key == "cart"
     ));
     let entries = s.entries().await.unwrap();
     assert_eq!(entries.len(), 1);
@@ -769,4 +769,36 @@ async fn cookie_header_parsing_picks_the_valid_session_cookie() {
     let s = f.manager.session_from_cookie_headers(["x=y"]);
     assert!(s.is_empty().await.unwrap());
     assert_eq!(f.manager.finish(&s).await.unwrap(), CookieDecision::Leave);
+}
+
+/// A value read as the wrong type is an error naming the key and the type, and its
+/// whole chain (Display, sources, Debug) never quotes the value: session values may
+/// be tokens or personal data, and error chains end up in logs.
+#[tokio::test]
+async fn value_errors_name_key_and_type_but_never_quote_the_value() {
+    let f = fixture();
+    let s = f.manager.session(None);
+    s.insert("csrf", "secret-token-4711").await.unwrap();
+    let err = s.get::<u64>("csrf").await.unwrap_err();
+    let mut chain = format!("{err} / {err:?}");
+    let mut source = std::error::Error::source(&err);
+    while let Some(e) = source {
+        chain.push_str(&format!(": {e} / {e:?}"));
+        source = e.source();
+    }
+    assert!(!chain.contains("secret"), "{chain}");
+    assert!(
+        chain.contains("`csrf`") && chain.contains("`u64`"),
+        "{chain}"
+    );
+    assert!(chain.contains("another type than expected"), "{chain}");
+
+    // Serializing: a map with non-string keys has no JSON form.
+    let bad: std::collections::HashMap<(u8, u8), &str> = [((1, 2), "secret-4711")].into();
+    let err = s.insert("pairs", &bad).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Value { ref key, .. } if key == "pairs"),
+        "{err:?}"
+    );
+    assert!(!format!("{err:?}").contains("secret"), "{err:?}");
 }
