@@ -15,17 +15,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{OwnServer, in_an_hour, key, record};
+use common::{OwnCluster, OwnServer, in_an_hour, info_field, key, keyslot, query, record};
 use redis::Value;
 use redis::aio::ConnectionLike;
 use session_core::{Error, SaveMode, SessionInterface};
 use session_redis::{RedisConfig, RedisStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-async fn query(con: &mut impl ConnectionLike, cmd: &redis::Cmd) -> Value {
-    con.req_packed_command(cmd).await.expect("raw command")
-}
 
 /// `calls` of one command in `INFO commandstats`, 0 if it never ran.
 async fn calls(con: &mut impl ConnectionLike, command: &str) -> u64 {
@@ -376,27 +372,6 @@ async fn a_connection_cut_inside_the_transaction_writes_nothing() {
     }
 }
 
-/// Field `name` of an `INFO`-style reply to `cmd` (e.g. `cluster_state` of
-/// `CLUSTER INFO`), or "" when absent.
-async fn info_field(con: &mut impl ConnectionLike, cmd: &redis::Cmd, name: &str) -> String {
-    let text = string(query(con, cmd).await);
-    let prefix = format!("{name}:");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or("")
-        .trim()
-        .to_owned()
-}
-
-fn string(v: Value) -> String {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b).unwrap(),
-        Value::SimpleString(s) => s,
-        Value::VerbatimString { text, .. } => text,
-        other => panic!("not a string: {other:?}"),
-    }
-}
-
 /// On a private two-node cluster: the transaction is routed to the key's node, and
 /// after the key's slot moved to the other node behind the client's back, the
 /// transaction is refused with `MOVED` (inside `MULTI` the cluster client does not
@@ -404,52 +379,12 @@ fn string(v: Value) -> String {
 /// follows the redirect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_slot_falls_back_to_the_script() {
-    let dir = std::env::temp_dir().join(format!("sr-lu-cluster-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let node = |port: u16| {
-        let conf = dir.join(format!("nodes-{port}.conf"));
-        let _ = std::fs::remove_file(&conf);
-        OwnServer::start(
-            port,
-            &[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-node-timeout",
-                "1000",
-                "--cluster-config-file",
-                conf.to_str().unwrap(),
-            ],
-        )
+    let Some(cluster) = OwnCluster::start("lu-moved", &[21414, 21415]).await else {
+        return;
     };
-    let Some(a) = node(21414) else { return };
-    let Some(b) = node(21415) else { return };
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let (mut ra, mut rb) = (a.raw().await, b.raw().await);
-    query(
-        &mut ra,
-        redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(0).arg(16383),
-    )
-    .await;
-    query(
-        &mut ra,
-        redis::cmd("CLUSTER")
-            .arg("MEET")
-            .arg("127.0.0.1")
-            .arg(b.port()),
-    )
-    .await;
-    let id_a = string(query(&mut ra, redis::cmd("CLUSTER").arg("MYID")).await);
-    let id_b = string(query(&mut rb, redis::cmd("CLUSTER").arg("MYID")).await);
-    let mut cluster_info = redis::cmd("CLUSTER");
-    cluster_info.arg("INFO");
-    let give_up = Instant::now() + Duration::from_secs(20);
-    while info_field(&mut ra, &cluster_info, "cluster_state").await != "ok"
-        || info_field(&mut rb, &cluster_info, "cluster_state").await != "ok"
-        || info_field(&mut rb, &cluster_info, "cluster_known_nodes").await != "2"
-    {
-        assert!(Instant::now() < give_up, "private cluster did not form");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
+    let (id_a, id_b) = (cluster.ids[0].clone(), cluster.ids[1].clone());
     let store = RedisStore::connect(
         RedisConfig::cluster([a.url(), b.url()])
             .key_prefix("lu-moved:")
@@ -457,8 +392,14 @@ async fn a_moved_slot_falls_back_to_the_script() {
     )
     .await
     .unwrap();
-    let k = key();
-    let rk = store.redis_key(&k);
+    // A key whose slot starts on A.
+    let (k, rk) = loop {
+        let k = key();
+        let rk = store.redis_key(&k);
+        if cluster.owner(keyslot(&mut ra, &rk).await) == 0 {
+            break (k, rk);
+        }
+    };
     store
         .save(&k, &record(&[1; 2000], in_an_hour()), SaveMode::Create)
         .await
@@ -478,10 +419,7 @@ async fn a_moved_slot_falls_back_to_the_script() {
     );
 
     // Move the key's slot from A to B without telling the client.
-    let slot = match query(&mut ra, redis::cmd("CLUSTER").arg("KEYSLOT").arg(&rk)).await {
-        Value::Int(s) => s,
-        other => panic!("{other:?}"),
-    };
+    let slot = keyslot(&mut ra, &rk).await;
     let setslot = |state: &str, id: &str| {
         let mut c = redis::cmd("CLUSTER");
         c.arg("SETSLOT").arg(slot).arg(state).arg(id);
@@ -533,6 +471,4 @@ async fn a_moved_slot_falls_back_to_the_script() {
         .await
         .unwrap();
     assert_eq!(calls(&mut rb, "exec").await, 1);
-    drop((a, b));
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,8 +2,11 @@
 //! records and `redis-cli`-free inspection through a raw connection.
 #![allow(dead_code)] // each test binary uses a different subset
 
+mod own_cluster;
 mod own_server;
 
+#[allow(unused_imports)] // used by the fault tests only
+pub use own_cluster::{OwnCluster, info_field, keyslot, query, string};
 #[allow(unused_imports)] // used by the fault tests only
 pub use own_server::OwnServer;
 
