@@ -31,12 +31,12 @@ echo "== containers feature (build only: no Docker engine here)"
 cargo check -p conformance-tests --features containers --locked
 echo "== clippy with the TLS features"
 cargo clippy --locked --all-targets -p session-redis -p session-sql-common -p session-postgres -p session-mysql \
-  --features session-redis/tls,session-sql-common/tls-rustls,session-postgres/tls-rustls,session-mysql/tls-rustls \
+  -p conformance-tests --features session-redis/tls,session-sql-common/tls-rustls,conformance-tests/servers,conformance-tests/tls \
   -- -D warnings
 
 echo "== tests"
-TLS_TESTS=(-p session-redis -p session-sql-common -p session-postgres -p session-mysql --lib --test tls
-  --features session-redis/tls,session-sql-common/tls-rustls,session-postgres/tls-rustls,session-mysql/tls-rustls)
+TLS_TESTS=(-p session-redis -p session-sql-common -p conformance-tests --lib --test tls --test sql_tls
+  --features session-redis/tls,session-sql-common/tls-rustls,conformance-tests/servers,conformance-tests/tls)
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --exclude session-bench --locked --no-fail-fast
   cargo test --workspace --exclude session-bench --doc --locked
