@@ -1567,6 +1567,72 @@ pub(crate) async fn clock_advanced_expiry(ctx: Ctx) -> CaseResult {
     load_exact(s, &k, b"z", FIRST_VERSION, None, "load of the new record").await
 }
 
+/// With the injected clock: a record is live while `now < expires_at`. One second
+/// before its deadline it is there; at the deadline itself it is gone for load,
+/// update, touch and `delete_expired`, and its key is free for create. (Whole-second
+/// deadlines, which every store represents exactly.)
+pub(crate) async fn clock_deadline_is_exclusive(ctx: Ctx) -> CaseResult {
+    let clock = need_clock(&ctx)?;
+    let s = ctx.store().as_ref();
+    let deadline = (ctx.now() + Duration::minutes(10))
+        .replace_nanosecond(0)
+        .map_err(|e| CaseError::Fail(format!("a whole-second deadline: {e}")))?;
+    let at_deadline = |payload: &'static [u8]| NewRecord {
+        payload: Bytes::from_static(payload),
+        expires_at: deadline,
+    };
+    let (k, other) = (key()?, key()?);
+    for key in [&k, &other] {
+        s.save(key, &at_deadline(b"x"), CREATE)
+            .await
+            .or_fail("save(Create) with a whole-second deadline")?;
+    }
+    clock.set(deadline - Duration::seconds(1));
+    load_live(s, &k, "load one second before the deadline").await?;
+
+    clock.set(deadline);
+    load_none(
+        s,
+        &k,
+        "load at exactly the deadline (live means now < expires_at)",
+    )
+    .await?;
+    expect_err!(
+        s.save(&k, &ctx.rec(&b"y"[..], HOUR), update(FIRST_VERSION))
+            .await,
+        Error::NotFound,
+        "update at exactly the deadline"
+    );
+    if ctx.caps().touch {
+        let existed = s
+            .touch(&k, deadline + HOUR)
+            .await
+            .or_fail("touch at exactly the deadline")?;
+        ensure!(!existed, "touch at exactly the deadline returned true");
+    }
+    load_none(s, &k, "load after update/touch at the deadline").await?;
+    let v = s
+        .save(&k, &ctx.rec(&b"z"[..], HOUR), CREATE)
+        .await
+        .or_fail("save(Create) at exactly the deadline of the old record")?;
+    ensure!(
+        v == FIRST_VERSION,
+        "save(Create) over the record that expired at this instant returned {v}, expected {FIRST_VERSION}"
+    );
+    if ctx.caps().delete_expired && !ctx.caps().native_ttl {
+        let purged = s
+            .delete_expired()
+            .await
+            .or_fail("delete_expired at exactly the deadline")?;
+        ensure!(
+            purged == 1,
+            "delete_expired at exactly the deadline of one record purged {purged}, expected 1"
+        );
+    }
+    load_none(s, &other, "load of the other record at its deadline").await?;
+    load_exact(s, &k, b"z", FIRST_VERSION, None, "load of the new record").await
+}
+
 /// With the injected clock: touch extends a record's life past its old deadline.
 pub(crate) async fn clock_touch_extends_life(ctx: Ctx) -> CaseResult {
     let clock = need_clock(&ctx)?;

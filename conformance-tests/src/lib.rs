@@ -63,6 +63,7 @@ macro_rules! __with_cases {
             expire_racing_update_stays_gone,
             touch_racing_update_keeps_payload,
             clock_advanced_expiry,
+            clock_deadline_is_exclusive,
             clock_touch_extends_life,
             native_ttl_evicts,
             capabilities_touch_honest,

@@ -52,6 +52,8 @@ enum Flaw {
     UpdateKeepsVersion,
     /// `save` panics on payloads over 4 MiB (a store bug must fail a case, not the run).
     PanicsOnHugePayload,
+    /// A record counts as live until its deadline inclusive (`now <= expires_at`).
+    DeadlineInclusive,
 }
 
 #[derive(Debug, Clone)]
@@ -98,7 +100,16 @@ impl TestStore {
     }
 
     fn live(&self, e: &Entry) -> bool {
-        self.flaw == Flaw::IgnoresExpiryOnLoad || self.clock.now() < e.expires_at
+        self.flaw == Flaw::IgnoresExpiryOnLoad || self.alive(self.clock.now(), e.expires_at)
+    }
+
+    /// The contract: live while `now < expires_at`.
+    fn alive(&self, now: OffsetDateTime, expires_at: OffsetDateTime) -> bool {
+        if self.flaw == Flaw::DeadlineInclusive {
+            now <= expires_at
+        } else {
+            now < expires_at
+        }
     }
 
     fn entry(&self, record: &NewRecord, version: Version) -> Entry {
@@ -139,7 +150,10 @@ impl SessionInterface for TestStore {
         match mode {
             SaveMode::Create => {
                 if self.flaw == Flaw::CreateRaceWindow {
-                    let taken = self.map().get(&id).is_some_and(|e| now < e.expires_at);
+                    let taken = self
+                        .map()
+                        .get(&id)
+                        .is_some_and(|e| self.alive(now, e.expires_at));
                     if taken {
                         return Err(Error::Collision);
                     }
@@ -149,7 +163,7 @@ impl SessionInterface for TestStore {
                 }
                 let mut map = self.map();
                 if self.flaw != Flaw::CreateIsUpsert
-                    && map.get(&id).is_some_and(|e| now < e.expires_at)
+                    && map.get(&id).is_some_and(|e| self.alive(now, e.expires_at))
                 {
                     return Err(Error::Collision);
                 }
@@ -160,7 +174,7 @@ impl SessionInterface for TestStore {
                 let mut map = self.map();
                 let current = map
                     .get(&id)
-                    .filter(|e| now < e.expires_at)
+                    .filter(|e| self.alive(now, e.expires_at))
                     .map(|e| e.version);
                 let new_version = match current {
                     None if self.flaw == Flaw::UpdateResurrects => expected_version + 1,
@@ -196,7 +210,12 @@ impl SessionInterface for TestStore {
         let now = self.clock.now();
         let expires_at = self.deadline(expires_at);
         if self.flaw == Flaw::TouchReadModifyWrite {
-            let Some(old) = self.map().get(&id).filter(|e| now < e.expires_at).cloned() else {
+            let Some(old) = self
+                .map()
+                .get(&id)
+                .filter(|e| self.alive(now, e.expires_at))
+                .cloned()
+            else {
                 return Ok(false);
             };
             tokio::task::yield_now().await;
@@ -205,7 +224,7 @@ impl SessionInterface for TestStore {
         }
         let mut map = self.map();
         match map.get_mut(&id) {
-            Some(e) if now < e.expires_at => {
+            Some(e) if self.alive(now, e.expires_at) => {
                 e.expires_at = expires_at;
                 match self.flaw {
                     Flaw::TouchDropsPayload => e.payload = Bytes::new(),
@@ -227,7 +246,7 @@ impl SessionInterface for TestStore {
             let horizon = now + session_core::time::Duration::hours(2);
             map.retain(|_, e| horizon < e.expires_at);
         } else {
-            map.retain(|_, e| now < e.expires_at);
+            map.retain(|_, e| self.alive(now, e.expires_at));
         }
         let n = (before - map.len()) as u64;
         Ok(if self.flaw == Flaw::DeleteExpiredMiscounts {
@@ -295,6 +314,7 @@ async fn every_broken_store_is_caught() {
         Flaw::DeleteExpiredMiscounts,
         Flaw::UpdateKeepsVersion,
         Flaw::PanicsOnHugePayload,
+        Flaw::DeadlineInclusive,
     ];
     let mut uncaught = Vec::new();
     for flaw in flaws {
@@ -363,6 +383,7 @@ async fn headline_flaws_trip_their_cases() {
             "delete_expired_counts_exactly",
         ),
         (Flaw::UpdateKeepsVersion, "update_chain_increments"),
+        (Flaw::DeadlineInclusive, "clock_deadline_is_exclusive"),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {
