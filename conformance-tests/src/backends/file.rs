@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use session_core::ManualClock;
-use session_file::FileStore;
+use session_file::{FileStore, TouchMode};
 use tempfile::TempDir;
 
 use crate::{Fixture, Harness, Namespace, SetupError};
@@ -12,6 +12,7 @@ use crate::{Fixture, Harness, Namespace, SetupError};
 #[derive(Debug)]
 pub struct FileHarness {
     root: PathBuf,
+    touch_mode: TouchMode,
     /// Keeps a temporary root alive (and deletes it) for as long as the harness.
     _temp: Option<TempDir>,
 }
@@ -24,6 +25,7 @@ impl FileHarness {
             .tempdir()?;
         Ok(Self {
             root: temp.path().to_owned(),
+            touch_mode: TouchMode::default(),
             _temp: Some(temp),
         })
     }
@@ -32,8 +34,16 @@ impl FileHarness {
     pub fn at(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
+            touch_mode: TouchMode::default(),
             _temp: None,
         }
+    }
+
+    /// Opens the stores with this [`TouchMode`] (default: the store's default), so
+    /// the suite can check each way `touch` writes.
+    pub fn touch_mode(mut self, mode: TouchMode) -> Self {
+        self.touch_mode = mode;
+        self
     }
 
     /// The directory the namespaces are created in.
@@ -52,6 +62,7 @@ impl Harness for FileHarness {
         let clock = ManualClock::starting_now();
         let store = FileStore::builder(self.root.join(namespace.as_str()))
             .clock(clock.shared())
+            .touch_mode(self.touch_mode)
             .open()
             .await?;
         Ok(Fixture::with_clock(Arc::new(store), clock))
