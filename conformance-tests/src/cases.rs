@@ -305,6 +305,62 @@ pub(crate) async fn update_stale_version_conflicts(ctx: Ctx) -> CaseResult {
     .await
 }
 
+/// Every compare-and-set outcome holds for a large payload too (256 KiB): stores may
+/// take another path above some size (session-redis does, above 4 KiB), and that
+/// path must write on the right version only, refuse a stale or future one with
+/// `Conflict` and leave the record as it was, and never resurrect an expired or
+/// absent key.
+pub(crate) async fn update_large_payload_keeps_the_rules(ctx: Ctx) -> CaseResult {
+    let s = ctx.store().as_ref();
+    let (big, other) = (pattern(256 << 10, 7), pattern(256 << 10, 99));
+    let k = key()?;
+    s.save(&k, &ctx.rec(&b"small"[..], HOUR), CREATE)
+        .await
+        .or_fail("save(Create)")?;
+    let rec = ctx.rec(big.clone(), HOUR);
+    let v2 = s
+        .save(&k, &rec, update(FIRST_VERSION))
+        .await
+        .or_fail("update to a 256 KiB payload")?;
+    ensure!(
+        v2 == FIRST_VERSION + 1,
+        "update to a 256 KiB payload returned version {v2}, expected {}",
+        FIRST_VERSION + 1
+    );
+    for (bad, what) in [(FIRST_VERSION, "stale"), (v2 + 1, "future")] {
+        expect_err!(
+            s.save(&k, &ctx.rec(other.clone(), HOUR * 2), update(bad))
+                .await,
+            Error::Conflict,
+            "256 KiB update with the {what} version {bad} (current is {v2})"
+        );
+    }
+    load_exact(
+        s,
+        &k,
+        &big,
+        v2,
+        Some(rec.expires_at),
+        "load after the refused 256 KiB updates",
+    )
+    .await?;
+    s.expire(&k).await.or_fail("expire")?;
+    expect_err!(
+        s.save(&k, &ctx.rec(other.clone(), HOUR), update(v2)).await,
+        Error::NotFound,
+        "256 KiB update of an expired record"
+    );
+    load_none(s, &k, "load after the 256 KiB update of the expired record").await?;
+    let never = key()?;
+    expect_err!(
+        s.save(&never, &ctx.rec(other, HOUR), update(FIRST_VERSION))
+            .await,
+        Error::NotFound,
+        "256 KiB update of a key that never existed"
+    );
+    load_none(s, &never, "load after the 256 KiB update of an absent key").await
+}
+
 /// Update with a version the record never had (ahead of it, or 0) → `Conflict`.
 pub(crate) async fn update_future_version_conflicts(ctx: Ctx) -> CaseResult {
     let s = ctx.store().as_ref();

@@ -33,6 +33,7 @@ macro_rules! __with_cases {
             update_replaces_deadline,
             update_stale_version_conflicts,
             update_future_version_conflicts,
+            update_large_payload_keeps_the_rules,
             update_absent_not_found,
             update_expired_not_found,
             expire_idempotent,
