@@ -165,3 +165,51 @@ impl TestServer for MySql {
 }
 
 session_sql_common::sql_store_tests!(MySql);
+
+/// The statements that write one live row find it by primary key even when the table
+/// holds a single live row, where MariaDB's optimizer otherwise chooses the
+/// `expires_at` index for them (a range scan over every live row, "using buffer").
+#[tokio::test]
+async fn row_writes_use_the_primary_key_in_a_one_row_table() {
+    use session_core::{Bytes, Clock, NewRecord, SaveMode, SessionInterface};
+    use session_sql_common::testing::integration::{store, url};
+    use session_sql_common::{Dialect, TableName};
+
+    let Some((store, clock)) = store::<MySql>("plan").await else {
+        return;
+    };
+    let url = url::<MySql>().expect("the store opened, so the URL is set");
+    let now = clock.now();
+    let k = key();
+    let record = NewRecord {
+        payload: Bytes::from_static(b"payload"),
+        expires_at: now + time::Duration::hours(1),
+    };
+    store.save(&k, &record, SaveMode::Create).await.unwrap();
+    let name = store.table_name().to_owned();
+    let sql = MySqlDialect::statements(&TableName::new(&name).unwrap());
+    let mut conn = connect(&url).await;
+    sqlx::query(AssertSqlSafe(format!("ANALYZE TABLE `{name}`")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let at = |t: OffsetDateTime| time::PrimitiveDateTime::new(t.date(), t.time());
+    let deadline = at(record.expires_at);
+    let explain = |stmt: &str| format!("EXPLAIN {stmt}");
+    let update = sqlx::query(AssertSqlSafe(explain(&sql.update)))
+        .bind(&b"new"[..])
+        .bind(deadline)
+        .bind(k.as_str())
+        .bind(1_i64)
+        .bind(at(now));
+    let touch = sqlx::query(AssertSqlSafe(explain(&sql.touch)))
+        .bind(deadline)
+        .bind(k.as_str())
+        .bind(at(now));
+    for (what, query) in [("update", update), ("touch", touch)] {
+        let plan = query.fetch_one(&mut conn).await.unwrap();
+        let index: Option<String> = sqlx::Row::try_get(&plan, "key").unwrap();
+        assert_eq!(index.as_deref(), Some("PRIMARY"), "{what} plan");
+    }
+    store.drop_table().await.unwrap();
+}
