@@ -282,15 +282,25 @@ pub(crate) fn write_atomic(
     bytes: &[u8],
 ) -> Result<(), Error> {
     let tmp = layout::tmp_name(key);
-    // A leftover of a writer that crashed; no one else can be writing it (we hold
-    // the lock), and removing it first lets O_EXCL refuse any planted symlink.
-    remove(shard, &tmp, "remove stale temporary file")?;
-    let fd = rustix::fs::openat(
-        shard,
-        &tmp,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(FILE_MODE),
-    )
+    let create = || {
+        rustix::fs::openat(
+            shard,
+            &tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(FILE_MODE),
+        )
+    };
+    // O_EXCL refuses whatever is at the path, a planted symlink included. Something
+    // there is a leftover of a writer that crashed (no one else can be writing it:
+    // we hold the lock), so it is removed and the create tried once more. Removing
+    // only then saves a path lookup on every write.
+    let fd = match create() {
+        Err(Errno::EXIST) => {
+            remove(shard, &tmp, "remove stale temporary file")?;
+            create()
+        }
+        other => other,
+    }
     .map_err(|e| fs_error("create temporary file", e))?;
     let mut file = File::from(fd);
     let written = file
