@@ -29,7 +29,8 @@ use crate::table::TableName;
 /// takes are the dialect's business ([`Dialect`]'s methods run them).
 #[derive(Debug)]
 pub struct Statements {
-    /// Reads the live row of a key: `payload, expires_at, version`.
+    /// Reads the row of a key: `payload, expires_at, version` (the store, not
+    /// necessarily the statement, drops a row that has expired).
     pub load: Arc<str>,
     /// Inserts a row, or replaces an expired one, in one statement.
     pub create: Arc<str>,
@@ -97,7 +98,8 @@ pub trait Dialect: Send + Sync + 'static {
     /// The statement texts for `table`.
     fn statements(table: &TableName) -> Statements;
 
-    /// [`Statements::load`]: the live row of `key` at `now`, if any.
+    /// [`Statements::load`]: the row of `key`, if any. It may leave out a row whose
+    /// deadline is not after `now`; the store treats such a row as absent either way.
     fn load(
         conn: &mut Self::Connection,
         sql: &Statements,

@@ -346,7 +346,13 @@ impl<D: Dialect> SessionInterface for SqlStore<D> {
             D::load(lease.begin(), &self.sql, key, now),
         )
         .await;
-        lease.finish(r)?.map(decode).transpose()
+        // The rule lives here, whatever the dialect's statement filters: a row whose
+        // deadline is not after `now` is no session.
+        lease
+            .finish(r)?
+            .filter(|row| now < row.expires_at)
+            .map(decode)
+            .transpose()
     }
 
     async fn save(
