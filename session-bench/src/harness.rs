@@ -83,15 +83,23 @@ pub struct RunSpec {
     pub duration: Duration,
 }
 
-/// What the server reported about a run (Redis: `INFO commandstats` and `INFO cpu`).
+/// What the server reported about a run (Redis: `INFO commandstats` and `INFO cpu`;
+/// PostgreSQL and MariaDB: their processes' CPU from `/proc`).
 #[derive(Debug, Clone, Default)]
 pub struct ServerStats {
     /// Server CPU µs per operation.
     pub cpu_us: f64,
-    /// Commands the server executed per operation.
-    pub calls_per_op: f64,
-    /// The commands per operation, most frequent first ("GET 1.00, SET 1.00").
-    pub commands: String,
+    /// The commands the server executed, where it counts them (Redis).
+    pub commands: Option<CommandStats>,
+}
+
+/// Commands a server executed during a run, per operation.
+#[derive(Debug, Clone, Default)]
+pub struct CommandStats {
+    /// Commands per operation, all kinds together.
+    pub per_op: f64,
+    /// Per kind, most frequent first ("GET 1.00, SET 1.00").
+    pub list: String,
 }
 
 /// What one run measured.

@@ -12,6 +12,7 @@ mod contestants;
 mod harness;
 mod manager;
 mod report;
+mod server_cpu;
 mod workload;
 
 use backends::{Backend, Contestants, RunFn, runner};

@@ -277,9 +277,7 @@ pub fn render(args: &Args, backends: &[Backend], r: &Results) -> String {
                 }
             }
         }
-        if b == Backend::Redis {
-            redis_table(&mut md, args, &sizes, r);
-        }
+        server_table(&mut md, args, b, &sizes, r);
     }
 
     manager_tables(&mut md, args, backends, &sizes, r);
@@ -303,19 +301,48 @@ fn ours_description(b: Backend) -> &'static str {
     }
 }
 
-fn redis_table(md: &mut String, args: &Args, sizes: &[usize], r: &Results) {
-    let _ = writeln!(
-        md,
-        "\nWhat the Redis server executed per operation (`INFO commandstats`, warm-up \
-         included) and its CPU per operation (`INFO cpu`; other users of the shared \
-         server add noise):\n"
-    );
-    let _ = writeln!(
-        md,
-        "| payload | tasks | operation | contestant | commands per operation | server CPU µs/op |"
-    );
-    let _ = writeln!(md, "|---|---:|---|---|---|---:|");
+/// What the server did per operation, for the backends that can tell (Redis counts
+/// its commands and CPU; a local PostgreSQL or MariaDB has its CPU read from /proc).
+fn server_table(md: &mut String, args: &Args, b: Backend, sizes: &[usize], r: &Results) {
     let tasks = args.tasks.iter().copied().max().unwrap_or(1);
+    let measured = |s: usize, op: Op, who: Who| {
+        r.get((b, s, tasks, op, who))
+            .and_then(|c| c.server.as_ref())
+    };
+    let any = sizes
+        .iter()
+        .any(|&s| measured(s, Op::Cycle, Who::Ours).is_some());
+    if !any {
+        return;
+    }
+    let with_commands = b == Backend::Redis;
+    if with_commands {
+        let _ = writeln!(
+            md,
+            "\nWhat the Redis server executed per operation (`INFO commandstats`, warm-up \
+             included) and its CPU per operation (`INFO cpu`; other users of the shared \
+             server add noise):\n"
+        );
+        let _ = writeln!(
+            md,
+            "| payload | tasks | operation | contestant | commands per operation | server CPU µs/op |"
+        );
+        let _ = writeln!(md, "|---|---:|---|---|---|---:|");
+    } else {
+        let _ = writeln!(
+            md,
+            "\nThe database server's CPU per operation (warm-up included): the on-CPU time \
+             of the process listening on the URL's port and of its children (PostgreSQL's \
+             per-connection backends; MariaDB's connection threads are its own), read \
+             from `/proc` before and after each run; other users of the shared server \
+             add noise:\n"
+        );
+        let _ = writeln!(
+            md,
+            "| payload | tasks | operation | contestant | server CPU µs/op |"
+        );
+        let _ = writeln!(md, "|---|---:|---|---|---:|");
+    }
     for &s in sizes {
         for (op, who, name) in [
             (Op::Cycle, Who::Limit, "limit"),
@@ -333,23 +360,21 @@ fn redis_table(md: &mut String, args: &Args, sizes: &[usize], r: &Results) {
             (Op::Touch, Who::Ours, "ours"),
             (Op::Touch, Who::Tower, "tower (a save)"),
         ] {
-            {
-                let Some(st) = r
-                    .get((Backend::Redis, s, tasks, op, who))
-                    .and_then(|c| c.server.as_ref())
-                else {
-                    continue;
-                };
-                let _ = writeln!(
-                    md,
-                    "| {} | {tasks} | {} | {name} | {} ({:.2}) | {} |",
-                    label(s),
-                    op.label(),
-                    st.commands,
-                    st.calls_per_op,
-                    us(st.cpu_us)
-                );
-            }
+            let Some(st) = measured(s, op, who) else {
+                continue;
+            };
+            let commands = match (&st.commands, with_commands) {
+                (Some(c), true) => format!(" {} ({:.2}) |", c.list, c.per_op),
+                (None, true) => " — |".to_owned(),
+                (_, false) => String::new(),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {tasks} | {} | {name} |{commands} {} |",
+                label(s),
+                op.label(),
+                us(st.cpu_us)
+            );
         }
     }
 }
@@ -463,13 +488,16 @@ fn cycle_cause(b: Backend, s: usize, t: usize, r: &Results) -> String {
         us(l.cpu_us)
     );
     if let (Some(os), Some(ls)) = (o.server.as_ref(), l.server.as_ref()) {
+        if let (Some(oc), Some(lc)) = (&os.commands, &ls.commands) {
+            let _ = write!(
+                why,
+                "; the server ran {:.2} commands per cycle for ours ({}) vs {:.2} ({})",
+                oc.per_op, oc.list, lc.per_op, lc.list,
+            );
+        }
         let _ = write!(
             why,
-            "; the server ran {:.2} commands per cycle for ours ({}) vs {:.2} ({}) and spent {} vs {} µs of CPU",
-            os.calls_per_op,
-            os.commands,
-            ls.calls_per_op,
-            ls.commands,
+            "; the server spent {} µs of CPU per cycle for ours vs {} µs for the limit",
             us(os.cpu_us),
             us(ls.cpu_us)
         );
@@ -490,8 +518,9 @@ fn cycle_cause(b: Backend, s: usize, t: usize, r: &Results) -> String {
              throughput too"
         }
         Backend::Postgres | Backend::MySql => {
-            "; ours' statements carry the compare-and-set and expiry predicates, \
-             and every operation checks a connection out of the pool (no ping)"
+            "; ours' update carries the compare-and-set and expiry conditions \
+             (`version = ? AND expires_at > ?`), which the server evaluates, and every \
+             operation checks a connection out of the pool (no ping)"
         }
     };
     why.push_str(tail);

@@ -16,7 +16,7 @@ use tower_sessions_redis_store::fred::prelude::{ClientLike as _, Config, Pool};
 
 use crate::backends::{Contestants, RunFn, runner};
 use crate::contestants::{Ours, SETUP_TASKS, Tower};
-use crate::harness::{BoxError, Contestant, Op, Rng, ServerStats, random_hex};
+use crate::harness::{BoxError, CommandStats, Contestant, Op, Rng, ServerStats, random_hex};
 use crate::manager::{ManagerCycle, TowerSessionCycle};
 use crate::workload::{TTL, Workload, deadline, for_each_concurrent, storage_keys, tower_ids};
 
@@ -154,12 +154,14 @@ fn probed(run: RunFn, conn: MultiplexedConnection) -> RunFn {
             per_op.sort_by(|a, b| b.1.total_cmp(&a.1));
             sample.server = Some(ServerStats {
                 cpu_us: (cpu1 - cpu0) * 1e6 / n,
-                calls_per_op: per_op.iter().map(|(_, x)| x).sum(),
-                commands: per_op
-                    .iter()
-                    .map(|(k, x)| format!("{} {x:.2}", k.to_uppercase()))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                commands: Some(CommandStats {
+                    per_op: per_op.iter().map(|(_, x)| x).sum(),
+                    list: per_op
+                        .iter()
+                        .map(|(k, x)| format!("{} {x:.2}", k.to_uppercase()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }),
             });
             Ok(sample)
         })

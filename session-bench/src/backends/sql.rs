@@ -19,10 +19,11 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 use tokio::sync::Mutex;
 use tower_sessions_sqlx_store::sqlx as sqlx08;
 
-use crate::backends::{Backend, BoxFuture, Contestants, runner};
+use crate::backends::{Backend, BoxFuture, Contestants, RunFn, runner};
 use crate::contestants::{Ours, Tower};
 use crate::harness::{BoxError, Contestant, Op, Rng, random_hex};
 use crate::manager::{ManagerCycle, TowerSessionCycle};
+use crate::server_cpu::{ServerProcesses, probed, url_port};
 use crate::workload::{Workload, deadline, storage_keys, tower_ids};
 
 /// One dedicated connection of the limit.
@@ -431,13 +432,22 @@ pub async fn contestants(
         }
     };
 
+    // The server's CPU per operation, when it runs on this machine.
+    let server = url_port(url).and_then(ServerProcesses::find);
+    if server.is_none() {
+        eprintln!("[bench]   server process not found in /proc: no server CPU figures");
+    }
+    let probe = |run: RunFn| match server {
+        Some(s) => probed(run, s),
+        None => run,
+    };
     Ok(Contestants {
-        limit: runner(raw),
-        ours: runner(ours),
-        tower: Some(tower),
+        limit: probe(runner(raw)),
+        ours: probe(runner(ours)),
+        tower: Some(probe(tower)),
         envelope: manager.envelope().await?,
-        manager: runner(manager),
-        manager_tower: Some(manager_tower),
+        manager: probe(runner(manager)),
+        manager_tower: Some(probe(manager_tower)),
         // Dropping the tables removes every row.
         teardown: Box::pin(async move {
             for d in drops {
