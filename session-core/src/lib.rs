@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod cleanup;
 mod client_side;
 mod clock;
 mod codec;
@@ -12,6 +13,7 @@ mod session;
 mod store;
 mod token;
 
+pub use cleanup::{CleanupSchedule, spawn_cleanup};
 pub use client_side::{CookieSealer, MAX_SET_COOKIE_BYTES};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
 pub use config::{SameSite, SessionConfig, SessionConfigBuilder};

@@ -1,6 +1,5 @@
 #![doc = include_str!("../README.md")]
 
-pub mod cleanup;
 pub mod dialect;
 pub mod error;
 pub mod migrate;
@@ -9,11 +8,12 @@ pub mod store;
 mod table;
 pub mod testing;
 
-pub use cleanup::{CleanupSchedule, spawn_cleanup};
 pub use dialect::{Dialect, RawRecord, Rerun, Statements};
 pub use error::{DbErrorHook, ErrorClass, SchemaTooNew, StatementTimeout};
 pub use migrate::{Migration, MigrationOutcome, MigrationSql};
 pub use pool::{ConnectionSource, DEFAULT_STATEMENT_TIMEOUT, Lease, PoolSettings, bounded};
+/// Re-exported from `session_core`, where the helper lives (it serves any store).
+pub use session_core::{CleanupSchedule, spawn_cleanup};
 pub use store::{SqlStore, SqlStoreBuilder};
 pub use table::{MAX_TABLE_NAME_LEN, TableName};
 

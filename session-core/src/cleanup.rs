@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_core::{Error, SessionInterface};
+use crate::{Error, SessionInterface};
 use tokio::task::JoinHandle;
 
 /// When [`spawn_cleanup`] runs `delete_expired`.
@@ -40,7 +40,7 @@ impl CleanupSchedule {
 /// completes (e.g. a `CancellationToken`'s `cancelled()`, a `oneshot` receiver, or
 /// `tokio::signal::ctrl_c()`).
 ///
-/// Errors are logged (`tracing`, target `session_sql_common::cleanup`) and the task
+/// Errors are logged (`tracing`, target `session_core::cleanup`) and the task
 /// keeps going with exponential backoff — a database that is down for a minute does
 /// not end the cleanup for the life of the process. The one exception is
 /// [`Error::Unsupported`]: a store that cannot purge will never start to, so the task
@@ -100,8 +100,9 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use async_trait::async_trait;
-    use session_core::time::OffsetDateTime;
-    use session_core::{Capabilities, NewRecord, SaveMode, StorageKey, StoredRecord, Version};
+    use time::OffsetDateTime;
+
+    use crate::{Capabilities, NewRecord, SaveMode, StorageKey, StoredRecord, Version};
 
     use super::*;
 
