@@ -518,9 +518,10 @@ fn cycle_cause(b: Backend, s: usize, t: usize, r: &Results) -> String {
              throughput too"
         }
         Backend::Postgres | Backend::MySql => {
-            "; ours' update carries the compare-and-set and expiry conditions \
-             (`version = ? AND expires_at > ?`), which the server evaluates, and every \
-             operation checks a connection out of the pool (no ping)"
+            "; ours' statements carry the contract's conditions (the update's version \
+             and deadline check; on PostgreSQL also the load's and the touch's \
+             deadline), which the server evaluates, and every operation checks a \
+             connection out of the pool (no ping)"
         }
     };
     why.push_str(tail);

@@ -3,10 +3,11 @@
 //! PostgreSQL and MariaDB report no CPU counter of their own (Redis has `INFO cpu`),
 //! but on loopback the server is a local process: the one listening on the URL's
 //! port, plus its children (PostgreSQL serves each connection from a child process;
-//! MariaDB from threads of the one process). Summing their threads' on-CPU time
-//! before and after a run gives the server's CPU per operation. Other users of the
-//! same server add to it, as they do to Redis's figure.
+//! MariaDB from threads of the one process). The on-CPU time of each of their threads,
+//! taken before and after a run, gives the server's CPU per operation. Other users of
+//! the same server add to it, as they do to Redis's figure.
 
+use std::collections::HashMap;
 use std::fs;
 use std::sync::Arc;
 
@@ -38,17 +39,33 @@ impl ServerProcesses {
         })
     }
 
-    /// Nanoseconds on CPU so far of the listener and its children, all threads.
-    /// Threads and processes that exited are no longer counted, so only differences
-    /// over a window in which the server's connections stay open mean anything.
-    pub fn cpu_ns(&self) -> u64 {
-        let mut total = process_cpu_ns(self.listener);
+    /// Nanoseconds on CPU so far of every thread of the listener and its children.
+    pub fn snapshot(&self) -> CpuSnapshot {
+        let mut threads = HashMap::new();
+        add_threads(self.listener, &mut threads);
         for pid in pids() {
             if parent(pid) == Some(self.listener) {
-                total += process_cpu_ns(pid);
+                add_threads(pid, &mut threads);
             }
         }
-        total
+        CpuSnapshot(threads)
+    }
+}
+
+/// On-CPU nanoseconds per thread id at one instant.
+#[derive(Debug, Clone, Default)]
+pub struct CpuSnapshot(HashMap<u32, u64>);
+
+impl CpuSnapshot {
+    /// CPU spent since `before`: per thread alive now, what it spent since then (all
+    /// of it for a thread that started since). A thread that ended in between is
+    /// missing from both ends rather than subtracted, so the figure can only be low
+    /// by the window's share of an exiting thread, never go negative.
+    pub fn since(&self, before: &CpuSnapshot) -> u64 {
+        self.0
+            .iter()
+            .map(|(tid, now)| now.saturating_sub(before.0.get(tid).copied().unwrap_or(0)))
+            .sum()
     }
 }
 
@@ -61,9 +78,9 @@ pub fn probed(run: RunFn, server: ServerProcesses) -> RunFn {
             if op == Op::Create {
                 return run(op, spec, seed).await;
             }
-            let before = server.cpu_ns();
+            let before = server.snapshot();
             let mut sample = run(op, spec, seed).await?;
-            let spent = server.cpu_ns().saturating_sub(before);
+            let spent = server.snapshot().since(&before);
             sample.server = Some(ServerStats {
                 cpu_us: spent as f64 / 1e3 / sample.total_ops.max(1) as f64,
                 commands: None,
@@ -73,11 +90,16 @@ pub fn probed(run: RunFn, server: ServerProcesses) -> RunFn {
     })
 }
 
-/// The port of a `scheme://user:password@host:port/db?…` URL.
-pub fn url_port(url: &str) -> Option<u16> {
+/// The port of a `scheme://user:password@host:port/db?…` URL whose host is this
+/// machine (`127.0.0.1`, `localhost`, `[::1]`); `None` for any other host, whose
+/// server this machine's `/proc` cannot see.
+pub fn local_url_port(url: &str) -> Option<u16> {
     let authority = url.split_once("://")?.1.split(['/', '?']).next()?;
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    host_port.rsplit_once(':')?.1.parse().ok()
+    let (host, port) = host_port.rsplit_once(':')?;
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+        .then(|| port.parse().ok())
+        .flatten()
 }
 
 /// Socket inodes in state LISTEN on `port` (IPv4 and IPv6).
@@ -124,18 +146,35 @@ fn parent(pid: u32) -> Option<u32> {
     after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// On-CPU nanoseconds of every thread of `pid` (`schedstat`'s first field).
-fn process_cpu_ns(pid: u32) -> u64 {
+/// Adds the on-CPU nanoseconds of every thread of `pid` to `threads`.
+fn add_threads(pid: u32, threads: &mut HashMap<u32, u64>) {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
+        return;
     };
-    tasks
-        .flatten()
-        .filter_map(|t| {
-            let s = fs::read_to_string(t.path().join("schedstat")).ok()?;
-            s.split_whitespace().next()?.parse::<u64>().ok()
-        })
-        .sum()
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        if let Some(ns) = thread_cpu_ns(&task.path()) {
+            threads.insert(tid, ns);
+        }
+    }
+}
+
+/// A thread's on-CPU nanoseconds: `schedstat`'s first field, or — on kernels without
+/// scheduler statistics — `utime + stime` from `stat`, in clock ticks of 10 ms (the
+/// usual `USER_HZ`; coarse, but a run spans hundreds of ticks).
+fn thread_cpu_ns(task: &std::path::Path) -> Option<u64> {
+    if let Ok(s) = fs::read_to_string(task.join("schedstat")) {
+        return s.split_whitespace().next()?.parse().ok();
+    }
+    let stat = fs::read_to_string(task.join("stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // Fields after the name: state(3) … utime(14) stime(15), so indices 11 and 12.
+    let mut f = after_name.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some((utime + stime) * 10_000_000)
 }
 
 #[cfg(test)]
@@ -143,18 +182,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ports_come_from_the_authority() {
+    fn ports_come_from_local_urls_only() {
         assert_eq!(
-            url_port("postgres://sess:sess@127.0.0.1:15432/sess"),
+            local_url_port("postgres://sess:sess@127.0.0.1:15432/sess"),
             Some(15432)
         );
         assert_eq!(
-            url_port("mysql://u:p@x@127.0.0.1:13306/db?ssl-mode=disabled"),
+            local_url_port("mysql://u:p@x@localhost:13306/db?ssl-mode=disabled"),
             Some(13306)
         );
-        assert_eq!(url_port("mysql://127.0.0.1:3306"), Some(3306));
-        assert_eq!(url_port("mysql://127.0.0.1/db"), None);
-        assert_eq!(url_port("not a url"), None);
+        assert_eq!(local_url_port("mysql://[::1]:3306"), Some(3306));
+        assert_eq!(local_url_port("mysql://db.example:3306/db"), None);
+        assert_eq!(local_url_port("mysql://127.0.0.1/db"), None);
+        assert_eq!(local_url_port("not a url"), None);
+    }
+
+    #[test]
+    fn a_thread_that_ended_is_not_subtracted() {
+        let before = CpuSnapshot(HashMap::from([(1, 500), (2, 9_000)]));
+        // Thread 2 ended, thread 3 started.
+        let after = CpuSnapshot(HashMap::from([(1, 800), (3, 50)]));
+        assert_eq!(after.since(&before), 300 + 50);
     }
 
     #[test]
@@ -163,12 +211,12 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let found = ServerProcesses::find(port).expect("this process listens there");
         assert_eq!(found.listener, std::process::id());
-        let before = found.cpu_ns();
+        let before = found.snapshot();
         let mut x = 0u64;
-        for i in 0..20_000_000u64 {
+        for i in 0..100_000_000u64 {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
         }
-        assert!(found.cpu_ns() > before, "{x}");
+        assert!(found.snapshot().since(&before) > 0, "{x}");
         drop(listener);
         assert!(ServerProcesses::find(port).is_none());
     }

@@ -11,7 +11,6 @@ use session_sql_common::error::MigrationLockTimeout;
 use session_sql_common::migrate::{self, Migration, MigrationOutcome, MigrationSql};
 use sqlx::MySqlConnection;
 
-use crate::sql;
 use crate::store::MySqlDialect;
 
 /// The schema version this build creates and expects.
@@ -38,7 +37,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
              PRIMARY KEY (`key`), \
              KEY `{}` (expires_at)\
              ) ENGINE=InnoDB",
-            sql::expires_index(t)
+            t.with_suffix("_expires_at_idx")
         )]
     },
 }];

@@ -6,19 +6,21 @@
 //! Every statement is a persistent (server-side prepared, per-connection cached)
 //! statement in sqlx.
 //!
-//! The statements that write one live row (`update`, `touch`) say `IGNORE INDEX` for
-//! the `expires_at` index, which exists for `purge` only. Their `expires_at > ?`
-//! condition otherwise lets the optimizer pick that index when the table holds a
-//! single live row (MariaDB 10.11 does: a range scan of that index "using buffer",
-//! which cost about four times the server CPU of the key lookup in a probe).
-//! Index hints on a single-table `UPDATE` are valid on both MySQL 8 and MariaDB.
+//! The statements that write one live row (`update`, `touch`) say
+//! `FORCE INDEX (PRIMARY)`. Their `expires_at > ?` condition otherwise lets the
+//! optimizer pick the `expires_at` index (which exists for `purge` only) when the table
+//! holds a single live row (MariaDB 10.11 does: a range scan of that index "using
+//! buffer", which cost about four times the server CPU of the key lookup in a probe).
+//! The hint names the primary key, which every table has, so a table whose
+//! `expires_at` index was created by hand under another name works too. Index hints
+//! on a single-table `UPDATE` are valid on both MySQL 8 and MariaDB.
 
 use session_sql_common::{Statements, TableName};
 
 pub(crate) fn statements(table: &TableName) -> Statements {
     // `table` holds only [a-z0-9_], so quoting cannot be broken out of.
     let t = format!("`{table}`");
-    let by_key = format!("{t} IGNORE INDEX (`{}`)", expires_index(table));
+    let by_key = format!("{t} FORCE INDEX (PRIMARY)");
     Statements {
         // By key alone: the store drops a row past its deadline. A condition on
         // `expires_at` here cost MariaDB 7-12 µs more server CPU per load in a probe
@@ -58,9 +60,4 @@ pub(crate) fn statements(table: &TableName) -> Statements {
         // just replaced with a live one is not deleted.
         purge: format!("DELETE FROM {t} WHERE expires_at <= ? LIMIT ?").into(),
     }
-}
-
-/// The name of the index on `expires_at` that the migration creates.
-pub(crate) fn expires_index(table: &TableName) -> String {
-    table.with_suffix("_expires_at_idx")
 }

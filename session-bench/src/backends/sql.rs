@@ -23,7 +23,7 @@ use crate::backends::{Backend, BoxFuture, Contestants, RunFn, runner};
 use crate::contestants::{Ours, Tower};
 use crate::harness::{BoxError, Contestant, Op, Rng, random_hex};
 use crate::manager::{ManagerCycle, TowerSessionCycle};
-use crate::server_cpu::{ServerProcesses, probed, url_port};
+use crate::server_cpu::{ServerProcesses, local_url_port, probed};
 use crate::workload::{Workload, deadline, storage_keys, tower_ids};
 
 /// One dedicated connection of the limit.
@@ -433,9 +433,11 @@ pub async fn contestants(
     };
 
     // The server's CPU per operation, when it runs on this machine.
-    let server = url_port(url).and_then(ServerProcesses::find);
+    let server = local_url_port(url).and_then(ServerProcesses::find);
     if server.is_none() {
-        eprintln!("[bench]   server process not found in /proc: no server CPU figures");
+        eprintln!(
+            "[bench]   no local server process found for the URL in /proc: no server CPU figures"
+        );
     }
     let probe = |run: RunFn| match server {
         Some(s) => probed(run, s),
