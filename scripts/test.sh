@@ -5,7 +5,9 @@
 #      installing them with apt-get on a fresh machine (scripts/services.sh), and
 #      install headless Chromium for the demo's browser test;
 #   2. rustfmt and clippy (warnings are errors);
-#   3. build the opt-in testcontainers path and clippy the TLS features;
+#   3. build the opt-in testcontainers path and clippy the TLS features; check that
+#      every library crate builds on its own (a user depends on one crate, where no
+#      sibling's dependency features are unified in);
 #   4. every test of every crate but the benchmarks (cargo nextest when installed,
 #      then the doctests; `scripts/bench.sh` runs the benchmarks),
 #      with every server backend required: a missing server fails, it never skips;
@@ -33,6 +35,14 @@ echo "== clippy with the TLS features"
 cargo clippy --locked --all-targets -p session-redis -p session-sql-common -p session-postgres -p session-mysql \
   -p conformance-tests --features session-redis/tls,session-sql-common/tls-rustls,conformance-tests/servers,conformance-tests/tls \
   -- -D warnings
+
+echo "== every library crate on its own"
+for manifest in session-*/Cargo.toml conformance-tests/Cargo.toml examples/*/Cargo.toml; do
+  [ -f "$(dirname "$manifest")/src/lib.rs" ] || continue
+  crate=$(sed -n 's/^name = "\(.*\)"$/\1/p' "$manifest" | head -n1)
+  echo "   $crate"
+  cargo check -q --locked -p "$crate" --lib
+done
 
 echo "== tests"
 TLS_TESTS=(-p session-redis -p session-sql-common -p conformance-tests --lib --test tls --test sql_tls
