@@ -160,11 +160,10 @@ async fn raw_cycles(
     size: usize,
     run_for: Duration,
 ) -> Result<f64, BoxError> {
-    let select = format!(
-        "SELECT payload, expires_at, version FROM `{table}` WHERE `key` = ? AND expires_at > ?"
-    );
+    // The store's own statements (see src/sql.rs), without the pool and the store.
+    let select = format!("SELECT payload, expires_at, version FROM `{table}` WHERE `key` = ?");
     let update = format!(
-        "UPDATE `{table}` SET payload = ?, expires_at = ?, version = version + 1 WHERE `key` = ? AND version = ? AND expires_at > ?"
+        "UPDATE `{table}` FORCE INDEX (PRIMARY) SET payload = ?, expires_at = ?, version = version + 1 WHERE `key` = ? AND version = ? AND expires_at > ?"
     );
     let done = Arc::new(AtomicU64::new(0));
     let mut conns = Vec::new();
@@ -185,7 +184,6 @@ async fn raw_cycles(
                     let (_, _, version): (Vec<u8>, OffsetDateTime, i64) =
                         sqlx::query_as(AssertSqlSafe(select.as_str()))
                             .bind(k.as_str())
-                            .bind(now)
                             .fetch_one(&mut conn)
                             .await
                             .expect("select");
