@@ -2,9 +2,12 @@
 //! operation for a fixed window, each recording the latency of every operation.
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::procfs;
 
 /// The error type of the benchmark (never part of a measured path's cost).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -172,22 +175,9 @@ pub fn random_hex(rng: &mut Rng, bytes: usize) -> String {
 /// CPU seconds used by this process so far (user + system, all threads), from
 /// `/proc/self/stat` (Linux; 0 elsewhere).
 pub fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // After the parenthesised command name, utime and stime are the 12th and 13th
-    // fields, in clock ticks (100 per second on Linux).
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (tick(11) + tick(12)) / 100.0
+    procfs::stat_fields(Path::new("/proc/self/stat"))
+        .and_then(|f| procfs::cpu_ticks(&f))
+        .map_or(0.0, |ticks| ticks as f64 / procfs::TICKS_PER_SECOND as f64)
 }
 
 struct TaskResult {

@@ -11,6 +11,7 @@ mod backends;
 mod contestants;
 mod harness;
 mod manager;
+mod procfs;
 mod report;
 mod server_cpu;
 mod workload;

@@ -9,10 +9,12 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::backends::RunFn;
 use crate::harness::{Op, ServerStats};
+use crate::procfs;
 
 /// The processes of a server listening on a local TCP port.
 #[derive(Debug, Clone, Copy)]
@@ -138,12 +140,12 @@ fn pids() -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// The parent pid, from `/proc/<pid>/stat` (the field after the parenthesised name,
-/// which may itself hold spaces and parentheses).
+/// The parent pid, from `/proc/<pid>/stat`.
 fn parent(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(1)?.parse().ok()
+    procfs::stat_fields(Path::new(&format!("/proc/{pid}/stat")))?
+        .get(1)?
+        .parse()
+        .ok()
 }
 
 /// Adds the on-CPU nanoseconds of every thread of `pid` to `threads`.
@@ -162,19 +164,14 @@ fn add_threads(pid: u32, threads: &mut HashMap<u32, u64>) {
 }
 
 /// A thread's on-CPU nanoseconds: `schedstat`'s first field, or — on kernels without
-/// scheduler statistics — `utime + stime` from `stat`, in clock ticks of 10 ms (the
-/// usual `USER_HZ`; coarse, but a run spans hundreds of ticks).
-fn thread_cpu_ns(task: &std::path::Path) -> Option<u64> {
+/// scheduler statistics — `utime + stime` from `stat` (clock ticks of 10 ms; coarse,
+/// but a run spans hundreds of ticks).
+fn thread_cpu_ns(task: &Path) -> Option<u64> {
     if let Ok(s) = fs::read_to_string(task.join("schedstat")) {
         return s.split_whitespace().next()?.parse().ok();
     }
-    let stat = fs::read_to_string(task.join("stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    // Fields after the name: state(3) … utime(14) stime(15), so indices 11 and 12.
-    let mut f = after_name.split_whitespace().skip(11);
-    let utime: u64 = f.next()?.parse().ok()?;
-    let stime: u64 = f.next()?.parse().ok()?;
-    Some((utime + stime) * 10_000_000)
+    let ticks = procfs::cpu_ticks(&procfs::stat_fields(&task.join("stat"))?)?;
+    Some(ticks * (1_000_000_000 / procfs::TICKS_PER_SECOND))
 }
 
 #[cfg(test)]
