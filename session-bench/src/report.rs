@@ -218,10 +218,15 @@ pub fn render(args: &Args, backends: &[Backend], r: &Results) -> String {
 
     // Store level.
     for &b in backends {
-        if !sizes
-            .iter()
-            .any(|&s| r.get((b, s, args.tasks[0], Op::Cycle, Who::Ours)).is_some())
-        {
+        // Any operation measured (a run with `--ops load` has no cycle).
+        let measured = sizes.iter().any(|&s| {
+            args.tasks.iter().any(|&t| {
+                Op::ALL
+                    .iter()
+                    .any(|&op| r.get((b, s, t, op, Who::Ours)).is_some())
+            })
+        });
+        if !measured {
             continue;
         }
         let _ = writeln!(md, "\n## Store level: {}\n", b.name());
@@ -309,9 +314,11 @@ fn server_table(md: &mut String, args: &Args, b: Backend, sizes: &[usize], r: &R
         r.get((b, s, tasks, op, who))
             .and_then(|c| c.server.as_ref())
     };
-    let any = sizes
-        .iter()
-        .any(|&s| measured(s, Op::Cycle, Who::Ours).is_some());
+    let any = sizes.iter().any(|&s| {
+        Op::ALL
+            .iter()
+            .any(|&op| measured(s, op, Who::Ours).is_some())
+    });
     if !any {
         return;
     }
