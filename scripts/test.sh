@@ -19,6 +19,9 @@
 #   6. the conformance CLI (the project's main command) over every backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A test run builds most of the workspace once; incremental state would add ~3 GB to
+# target/ for little gain (a caller may still set CARGO_INCREMENTAL=1).
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
 bash scripts/services.sh start
 eval "$(bash scripts/services.sh env)"
