@@ -118,7 +118,12 @@ impl<C: Connection> managed::Manager for ConnectionManager<C> {
 
     async fn create(&self) -> Result<PooledConnection<C>, sqlx::Error> {
         Ok(PooledConnection {
-            conn: self.options.connect().await?,
+            // Boxed: the connect future (TLS, authentication) is several KiB, and
+            // deadpool's `get` future holds room for it, so every checkout — and
+            // every store operation's future, which `async_trait` moves into a box
+            // when the operation starts — would carry and copy those KiB although a
+            // connection is rarely opened.
+            conn: Box::pin(self.options.connect()).await?,
             in_flight: false,
             broken: false,
         })
@@ -144,7 +149,8 @@ impl<C: Connection> managed::Manager for ConnectionManager<C> {
             .ping_after_idle
             .is_some_and(|idle| metrics.last_used() > idle);
         if c.in_flight || idle_too_long {
-            c.conn.ping().await?;
+            // Boxed for the same reason as the connect future in `create`.
+            Box::pin(c.conn.ping()).await?;
             c.in_flight = false;
         }
         Ok(())
@@ -220,7 +226,11 @@ impl<C: Connection> ConnectionSource<C> {
                 Err(e @ PoolError::Closed) => Err(Error::backend(e.to_string())),
                 Err(e) => Err(Error::backend(e.to_string())),
             },
-            Self::Sqlx(pool) => match pool.acquire().await {
+            // Boxed: sqlx's acquire future is ~8 KiB (it can open a connection), and
+            // unboxed it would size this future — and every store operation's future,
+            // which `async_trait` moves into a box when the operation starts — for
+            // both pools, the ping-free one included.
+            Self::Sqlx(pool) => match Box::pin(pool.acquire()).await {
                 Ok(conn) => Ok(Lease {
                     inner: LeaseInner::Sqlx(conn),
                     hook,
