@@ -526,9 +526,8 @@ fn cycle_cause(b: Backend, s: usize, t: usize, r: &Results) -> String {
         }
         Backend::Postgres | Backend::MySql => {
             "; ours' statements carry the contract's conditions (the update's version \
-             and deadline check; on PostgreSQL also the load's and the touch's \
-             deadline), which the server evaluates, and every operation checks a \
-             connection out of the pool (no ping)"
+             and deadline check, the touch's deadline), which the server evaluates, \
+             and every operation checks a connection out of the pool (no ping)"
         }
     };
     why.push_str(tail);

@@ -165,9 +165,7 @@ async fn raw_cycles(
     size: usize,
     run_for: Duration,
 ) -> Result<f64, BoxError> {
-    let select = format!(
-        "SELECT payload, expires_at, version FROM \"{table}\" WHERE key = $1 AND expires_at > $2"
-    );
+    let select = format!("SELECT payload, expires_at, version FROM \"{table}\" WHERE key = $1");
     let update = format!(
         "UPDATE \"{table}\" SET payload = $1, expires_at = $2, version = version + 1 WHERE key = $3 AND version = $4 AND expires_at > $5"
     );
@@ -190,7 +188,6 @@ async fn raw_cycles(
                     let (_, _, version): (Vec<u8>, OffsetDateTime, i64) =
                         sqlx::query_as(AssertSqlSafe(select.as_str()))
                             .bind(k.as_str())
-                            .bind(now)
                             .fetch_one(&mut conn)
                             .await
                             .expect("select");

@@ -61,11 +61,12 @@ impl Dialect for PgDialect {
         conn: &mut PgConnection,
         sql: &Statements,
         key: &StorageKey,
-        now: OffsetDateTime,
+        // Not bound: the statement reads by key and the store drops an expired row
+        // (see `sql.rs`).
+        _now: OffsetDateTime,
     ) -> Result<Option<RawRecord>, sqlx::Error> {
         let row = sqlx::query(AssertSqlSafe(sql.load.clone()))
             .bind(key.as_str())
-            .bind(now)
             .fetch_optional(conn)
             .await?;
         row.map(|row| {
