@@ -118,11 +118,11 @@ impl<C: Connection> managed::Manager for ConnectionManager<C> {
 
     async fn create(&self) -> Result<PooledConnection<C>, sqlx::Error> {
         Ok(PooledConnection {
-            // Boxed: the connect future (TLS, authentication) is several KiB, and
-            // deadpool's `get` future holds room for it, so every checkout — and
-            // every store operation's future, which `async_trait` moves into a box
-            // when the operation starts — would carry and copy those KiB although a
-            // connection is rarely opened.
+            // Boxed: the connect future (TLS, authentication) is ~2 KiB, and
+            // deadpool's `get` future, whose nested timeouts hold room for it more
+            // than once, grew by ~5 KiB with it inline — and so did every store
+            // operation's future, which `async_trait` moves into a box when the
+            // operation starts, although a connection is rarely opened.
             conn: Box::pin(self.options.connect()).await?,
             in_flight: false,
             broken: false,
