@@ -79,7 +79,7 @@ impl Ours {
 }
 
 impl Contestant for Ours {
-    async fn op(&self, op: Op, slot: usize) -> Result<(), BoxError> {
+    async fn op(&self, op: Op, slot: usize, _task: usize) -> Result<(), BoxError> {
         match op {
             Op::Cycle => {
                 let key = &self.keys[slot];
@@ -222,7 +222,7 @@ impl<S: SessionStore + Clone> Tower<S> {
 }
 
 impl<S: SessionStore + Clone> Contestant for Tower<S> {
-    async fn op(&self, op: Op, slot: usize) -> Result<(), BoxError> {
+    async fn op(&self, op: Op, slot: usize, _task: usize) -> Result<(), BoxError> {
         match op {
             Op::Cycle => {
                 let mut record = self

@@ -60,10 +60,17 @@ impl Op {
 /// `slot` names a pre-created session (for [`Op::Create`]: a fresh key, never used
 /// before in this run). Slots are partitioned between tasks, so no two tasks ever
 /// work on one session at the same time: the numbers measure round trips and CPU,
-/// never conflicts.
+/// never conflicts. `task` is the calling task's index (0 ≤ task < tasks), for a
+/// contestant that gives each task a resource of its own (the SQL limit's
+/// connection).
 pub trait Contestant: Send + Sync + 'static {
     /// Performs `op` once.
-    fn op(&self, op: Op, slot: usize) -> impl Future<Output = Result<(), BoxError>> + Send;
+    fn op(
+        &self,
+        op: Op,
+        slot: usize,
+        task: usize,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send;
 
     /// Removes what `op(Create, i)` wrote for every `i < n` (outside the measured
     /// window), so the next create run can use the same fresh keys again.
@@ -287,7 +294,7 @@ async fn task<C: Contestant>(
         } else {
             t + rng.below(mine) * tasks
         };
-        contestant.op(op, slot).await?;
+        contestant.op(op, slot, t).await?;
         let now = Instant::now();
         total_ops += 1;
         if state == MEASURE {

@@ -90,7 +90,7 @@ impl ManagerCycle {
 }
 
 impl Contestant for ManagerCycle {
-    async fn op(&self, op: Op, slot: usize) -> Result<(), BoxError> {
+    async fn op(&self, op: Op, slot: usize, _task: usize) -> Result<(), BoxError> {
         let session = self.manager.session(Some(&self.cookies[slot]));
         let value: Option<String> = session.get(READ_KEY).await?;
         if value.is_none() {
@@ -172,7 +172,7 @@ impl<S: SessionStore> TowerSessionCycle<S> {
 }
 
 impl<S: SessionStore> Contestant for TowerSessionCycle<S> {
-    async fn op(&self, op: Op, slot: usize) -> Result<(), BoxError> {
+    async fn op(&self, op: Op, slot: usize, _task: usize) -> Result<(), BoxError> {
         let id = Id::from_str(&self.cookies[slot])?;
         let session = TowerSession::new(Some(id), self.store.clone(), None);
         let value: Option<String> = session.get(READ_KEY).await?;
@@ -203,7 +203,7 @@ pub struct FullCodec {
 }
 
 impl Contestant for FullCodec {
-    async fn op(&self, _op: Op, _slot: usize) -> Result<(), BoxError> {
+    async fn op(&self, _op: Op, _slot: usize, _task: usize) -> Result<(), BoxError> {
         let mut value: Value = serde_json::from_slice(&self.envelope)?;
         // Change one key, as the request does.
         if let Some(data) = value.get_mut("data").and_then(Value::as_object_mut) {

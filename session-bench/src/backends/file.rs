@@ -93,7 +93,7 @@ impl RawFiles {
 }
 
 impl Contestant for RawFiles {
-    async fn op(&self, op: Op, slot: usize) -> Result<(), BoxError> {
+    async fn op(&self, op: Op, slot: usize, _task: usize) -> Result<(), BoxError> {
         match op {
             Op::Cycle => {
                 let got = self.blocking(move |i| i.read(&i.keys[slot])).await?;

@@ -23,7 +23,7 @@ pub struct RawMap {
 }
 
 impl Contestant for RawMap {
-    async fn op(&self, op: Op, slot: usize) -> Result<(), BoxError> {
+    async fn op(&self, op: Op, slot: usize, _task: usize) -> Result<(), BoxError> {
         match op {
             Op::Cycle => {
                 let key = &self.keys[slot];

@@ -35,7 +35,7 @@ fn set(key: &str, value: &[u8]) -> redis::Cmd {
 }
 
 impl Contestant for RawRedis {
-    async fn op(&self, op: Op, slot: usize) -> Result<(), BoxError> {
+    async fn op(&self, op: Op, slot: usize, _task: usize) -> Result<(), BoxError> {
         let mut conn = self.conn.clone();
         match op {
             Op::Cycle => {
