@@ -76,9 +76,6 @@ impl Dialect for MySqlDialect {
         conn: &mut MySqlConnection,
         sql: &Statements,
         key: &StorageKey,
-        // Not bound: the statement reads by key and the store drops an expired row
-        // (see `sql.rs`).
-        _now: OffsetDateTime,
     ) -> Result<Option<RawRecord>, sqlx::Error> {
         let row = sqlx::query(AssertSqlSafe(sql.load.clone()))
             .bind(key.as_str())

@@ -29,8 +29,8 @@ use crate::table::TableName;
 /// takes are the dialect's business ([`Dialect`]'s methods run them).
 #[derive(Debug)]
 pub struct Statements {
-    /// Reads the row of a key: `payload, expires_at, version` (the store, not
-    /// necessarily the statement, drops a row that has expired).
+    /// Reads the row of a key by key alone: `payload, expires_at, version` (the
+    /// store drops a row that has expired).
     pub load: Arc<str>,
     /// Inserts a row, or replaces an expired one, in one statement.
     pub create: Arc<str>,
@@ -98,13 +98,13 @@ pub trait Dialect: Send + Sync + 'static {
     /// The statement texts for `table`.
     fn statements(table: &TableName) -> Statements;
 
-    /// [`Statements::load`]: the row of `key`, if any. It may leave out a row whose
-    /// deadline is not after `now`; the store treats such a row as absent either way.
+    /// [`Statements::load`]: the row of `key`, if any, whatever its deadline — the
+    /// store drops a row whose deadline is not after its clock's now (one place for
+    /// that rule), so the statement is a bare primary-key lookup.
     fn load(
         conn: &mut Self::Connection,
         sql: &Statements,
         key: &StorageKey,
-        now: OffsetDateTime,
     ) -> impl Future<Output = Result<Option<RawRecord>, sqlx::Error>> + Send;
 
     /// [`Statements::create`]: `true` when the row was written (fresh, or over an

@@ -343,7 +343,7 @@ impl<D: Dialect> SessionInterface for SqlStore<D> {
         let mut lease = self.lease().await?;
         let r = bounded(
             self.statement_timeout,
-            D::load(lease.begin(), &self.sql, key, now),
+            D::load(lease.begin(), &self.sql, key),
         )
         .await;
         // The rule lives here, whatever the dialect's statement filters: a row whose
