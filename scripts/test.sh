@@ -12,7 +12,9 @@
 #      then the doctests; `scripts/bench.sh` runs the benchmarks),
 #      with every server backend required: a missing server fails, it never skips;
 #      then the stores with their rustls features against the servers' TLS ports
-#      (Redis TLS-only; PostgreSQL and MariaDB accept both), certificates verified;
+#      (Redis TLS-only; PostgreSQL and MariaDB accept both), certificates verified,
+#      and the SQL stores once more with native-tls (OpenSSL; libssl-dev and
+#      pkg-config are installed with apt-get when missing);
 #   5. the SQL fault tests again with a real server restart (scripts/services.sh
 #      restart) instead of killed connections, alone, since a restart would disturb
 #      the other tests;
@@ -26,6 +28,13 @@ export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 bash scripts/services.sh start
 eval "$(bash scripts/services.sh env)"
 bash scripts/install-browser.sh
+# The SQL stores' tls-native-tls feature builds openssl-sys against the system OpenSSL.
+if ! pkg-config --exists openssl 2>/dev/null; then
+  echo "== installing libssl-dev and pkg-config (apt-get)"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends libssl-dev pkg-config
+fi
 export SESSION_TEST_REQUIRE=${SESSION_TEST_REQUIRE:-redis,redis-cluster,redis-tls,postgres,postgres-tls,mysql,mysql-tls,browser}
 
 echo "== rustfmt"
@@ -50,13 +59,16 @@ done
 echo "== tests"
 TLS_TESTS=(-p session-redis -p session-sql-common -p conformance-tests --lib --test tls --test sql_tls
   --features session-redis/tls,session-sql-common/tls-rustls,conformance-tests/servers,conformance-tests/tls)
+NATIVE_TLS_TESTS=(-p conformance-tests --test sql_tls --features conformance-tests/servers,conformance-tests/tls-native-tls)
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --exclude session-bench --locked --no-fail-fast
   cargo test --workspace --exclude session-bench --doc --locked
   cargo nextest run "${TLS_TESTS[@]}" --locked --no-fail-fast
+  cargo nextest run "${NATIVE_TLS_TESTS[@]}" --locked --no-fail-fast
 else
   cargo test --workspace --exclude session-bench --locked --no-fail-fast
   cargo test "${TLS_TESTS[@]}" --locked --no-fail-fast
+  cargo test "${NATIVE_TLS_TESTS[@]}" --locked --no-fail-fast
 fi
 
 echo "== SQL fault tests with a real restart of PostgreSQL and MariaDB"

@@ -1,10 +1,12 @@
-//! The SQL stores over TLS (their `tls-rustls` features, through this crate's `tls`
-//! feature) against the real servers, which `scripts/services.sh` starts with a
-//! certificate for 127.0.0.1 from a throwaway CA: a connection from the verifying URL
-//! is encrypted, the whole conformance suite passes over it, and without the CA the
-//! certificate is refused with a permanent error. Needs the servers' variables and
-//! `SESSION_TEST_TLS_CA` (a skip line when unset; a failure instead when
-//! `SESSION_TEST_REQUIRE` names `postgres-tls` / `mysql-tls`).
+//! The SQL stores over TLS against the real servers, which `scripts/services.sh` starts
+//! with a certificate for 127.0.0.1 from a throwaway CA: a connection from the
+//! verifying URL is encrypted, the whole conformance suite passes over it, and without
+//! the CA the certificate is refused with a permanent error. Built with this crate's
+//! `tls` feature (the stores' `tls-rustls`) or its `tls-native-tls` feature (the
+//! stores' `tls-native-tls`), one at a time; `scripts/test.sh` runs it with each.
+//! Needs the servers' variables and `SESSION_TEST_TLS_CA` (a skip line when unset; a
+//! failure instead when `SESSION_TEST_REQUIRE` names `postgres-tls` / `mysql-tls`).
+#![cfg(any(feature = "tls", feature = "tls-native-tls"))]
 
 use std::future::Future;
 use std::sync::Arc;

@@ -42,6 +42,7 @@ pub fn classify(err: &sqlx::Error, hook: DbErrorHook) -> ErrorClass {
     match err {
         #[cfg(feature = "tls-rustls")]
         sqlx::Error::Io(e) if is_certificate_failure(e) => ErrorClass::Permanent,
+        sqlx::Error::Tls(e) if !caused_by_io(e.as_ref()) => ErrorClass::Permanent,
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
@@ -79,6 +80,18 @@ fn is_certificate_failure(err: &std::io::Error) -> bool {
                 | Tls::PeerIncompatible(_)
         )
     )
+}
+
+/// Whether an I/O error is somewhere in `err`'s source chain (`err` included).
+///
+/// sqlx reports a failed TLS setup as [`sqlx::Error::Tls`] when the handshake runs on
+/// native-tls (OpenSSL on Linux), and when the server refuses TLS or the TLS settings
+/// cannot be loaded. Only a handshake cut by the network has an I/O error inside; the
+/// rest — a certificate OpenSSL does not trust, a server without TLS — fail the same
+/// way on every retry. (With rustls, sqlx reports handshake failures as
+/// [`sqlx::Error::Io`] instead; see `is_certificate_failure`.)
+fn caused_by_io(err: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(err), |e| e.source()).any(|e| e.is::<std::io::Error>())
 }
 
 /// Converts a sqlx error into the core [`Error`]: unreadable column values become
@@ -231,6 +244,35 @@ mod tests {
             classify(&io(Tls::HandshakeNotComplete), no_hook),
             ErrorClass::ConnectionLost
         );
+    }
+
+    #[test]
+    fn tls_errors_are_permanent_unless_the_network_cut_the_handshake() {
+        /// An error that wraps another, as OpenSSL's handshake error wraps the
+        /// socket's.
+        #[derive(Debug)]
+        struct Wrapping(std::io::Error);
+        impl fmt::Display for Wrapping {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("handshake failed")
+            }
+        }
+        impl std::error::Error for Wrapping {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+
+        let refused = sqlx::Error::Tls("certificate verify failed".into());
+        assert_eq!(classify(&refused, no_hook), ErrorClass::Permanent);
+        assert!(!to_core(refused, no_hook).is_retryable());
+        let reset = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        for cut in [
+            sqlx::Error::Tls(Box::new(reset())),
+            sqlx::Error::Tls(Box::new(Wrapping(reset()))),
+        ] {
+            assert_eq!(classify(&cut, no_hook), ErrorClass::ConnectionLost);
+        }
     }
 
     #[test]
