@@ -31,9 +31,13 @@ impl Entry {
     }
 }
 
+/// Keys are SHA-256 digests chosen by the server, so a fast seeded hash is enough;
+/// SipHash's extra strength would only cost time on every operation.
+type KeyMap = HashMap<StorageKey, Entry, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default)]
 struct Shard {
-    map: HashMap<StorageKey, Entry>,
+    map: KeyMap,
     /// Size at which the next insert triggers an opportunistic sweep of this shard.
     sweep_at: usize,
 }
@@ -89,7 +93,7 @@ impl MemoryStore {
         let shards = (0..n)
             .map(|_| {
                 Mutex::new(Shard {
-                    map: HashMap::new(),
+                    map: KeyMap::default(),
                     sweep_at: MIN_SWEEP_LEN,
                 })
             })
@@ -108,10 +112,19 @@ impl MemoryStore {
     }
 
     fn shard(&self, key: &StorageKey) -> MutexGuard<'_, Shard> {
-        // Keys are SHA-256 output, so their leading hex digits are uniform.
-        let prefix = u32::from_str_radix(&key.as_str()[..8], 16).unwrap_or(0) as usize;
-        lock(&self.shards[prefix & (self.shards.len() - 1)])
+        lock(&self.shards[shard_index(key) & (self.shards.len() - 1)])
     }
+}
+
+/// The key's first eight hex digits as a number. Keys are SHA-256 output, so these
+/// digits are uniform. A `StorageKey` is always lowercase hex, which lets each digit
+/// be decoded without checks (`str::from_str_radix` cost more than the map lookup).
+fn shard_index(key: &StorageKey) -> usize {
+    key.as_str().as_bytes()[..8].iter().fold(0, |acc, &c| {
+        // '0'..='9' are 0x30..=0x39 and 'a'..='f' 0x61..=0x66: the low four bits give
+        // the digit, plus 9 for a letter (bit 6 set).
+        (acc << 4) | usize::from((c & 0x0f) + 9 * (c >> 6))
+    })
 }
 
 /// Locks a shard. A panic while a shard was locked cannot leave an entry half
@@ -221,6 +234,17 @@ mod tests {
             payload: Bytes::from_static(b"x"),
             expires_at: now + ttl,
         }
+    }
+
+    #[test]
+    fn shard_index_reads_the_first_eight_hex_digits() {
+        for _ in 0..1000 {
+            let k = key();
+            let expected = usize::from_str_radix(&k.as_str()[..8], 16).unwrap();
+            assert_eq!(shard_index(&k), expected, "{}", k.as_str());
+        }
+        let k = StorageKey::parse(&format!("0123abcf{}", "9".repeat(56))).unwrap();
+        assert_eq!(shard_index(&k), 0x0123_abcf);
     }
 
     #[tokio::test]
