@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use time::{Duration, OffsetDateTime};
 
@@ -12,6 +13,15 @@ use time::{Duration, OffsetDateTime};
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current instant.
     fn now(&self) -> OffsetDateTime;
+
+    /// The current instant in nanoseconds since the Unix epoch (negative before it),
+    /// for stores that compare deadlines on every operation: the same instant as
+    /// [`now`](Self::now), which the default converts. [`SystemClock`] reads it
+    /// without building an `OffsetDateTime`, whose calendar arithmetic cost the
+    /// memory store more than its map lookup. An override must agree with `now`.
+    fn now_unix_nanos(&self) -> i128 {
+        self.now().unix_timestamp_nanos()
+    }
 }
 
 /// A shared clock handle, as stores and the manager hold it.
@@ -24,6 +34,15 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc()
+    }
+
+    fn now_unix_nanos(&self) -> i128 {
+        // `Duration::as_nanos` is at most ~1.8e28, far inside i128.
+        let nanos = |d: std::time::Duration| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX);
+        match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(after) => nanos(after),
+            Err(before) => -nanos(before.duration()),
+        }
     }
 }
 
@@ -78,4 +97,31 @@ impl Clock for ManualClock {
 /// The default clock as a [`SharedClock`].
 pub fn system_clock() -> SharedClock {
     Arc::new(SystemClock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn the_system_clock_reads_nanoseconds_between_two_readings_of_now() {
+        let clock = SystemClock;
+        let before = clock.now().unix_timestamp_nanos();
+        let nanos = clock.now_unix_nanos();
+        let after = clock.now().unix_timestamp_nanos();
+        assert!(
+            before <= nanos && nanos <= after,
+            "{before} {nanos} {after}"
+        );
+    }
+
+    #[test]
+    fn a_manual_clock_reports_its_own_instant_in_nanoseconds() {
+        let at = datetime!(2030-01-01 0:00:00.000_000_123 UTC);
+        let clock = ManualClock::new(at);
+        assert_eq!(clock.now_unix_nanos(), at.unix_timestamp_nanos());
+        clock.set(datetime!(1969-12-31 23:59:59 UTC));
+        assert_eq!(clock.now_unix_nanos(), -1_000_000_000);
+    }
 }

@@ -22,12 +22,32 @@ const MIN_SWEEP_LEN: usize = 1024;
 struct Entry {
     payload: Bytes,
     expires_at: OffsetDateTime,
+    /// `expires_at` in Unix nanoseconds: what every operation compares with
+    /// [`Clock::now_unix_nanos`](session_core::Clock::now_unix_nanos), which is
+    /// cheaper than comparing `OffsetDateTime`s with `Clock::now`.
+    deadline: i128,
     version: Version,
 }
 
 impl Entry {
-    fn is_live(&self, now: OffsetDateTime) -> bool {
-        now < self.expires_at
+    fn new(payload: Bytes, expires_at: OffsetDateTime, version: Version) -> Self {
+        Self {
+            payload,
+            expires_at,
+            deadline: expires_at.unix_timestamp_nanos(),
+            version,
+        }
+    }
+
+    /// Moves the deadline.
+    fn set_expires_at(&mut self, expires_at: OffsetDateTime) {
+        self.expires_at = expires_at;
+        self.deadline = expires_at.unix_timestamp_nanos();
+    }
+
+    /// Whether the entry is live at `now` (Unix nanoseconds).
+    fn is_live(&self, now: i128) -> bool {
+        now < self.deadline
     }
 }
 
@@ -43,8 +63,8 @@ struct Shard {
 }
 
 impl Shard {
-    /// Removes expired entries and returns how many.
-    fn sweep(&mut self, now: OffsetDateTime) -> u64 {
+    /// Removes entries expired at `now` (Unix nanoseconds) and returns how many.
+    fn sweep(&mut self, now: i128) -> u64 {
         let before = self.map.len();
         self.map.retain(|_, e| e.is_live(now));
         self.sweep_at = (self.map.len() * 2).max(MIN_SWEEP_LEN);
@@ -136,7 +156,7 @@ fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 #[async_trait]
 impl SessionInterface for MemoryStore {
     async fn load(&self, key: &StorageKey) -> Result<Option<StoredRecord>, Error> {
-        let now = self.clock.now();
+        let now = self.clock.now_unix_nanos();
         let shard = self.shard(key);
         Ok(shard
             .map
@@ -155,7 +175,7 @@ impl SessionInterface for MemoryStore {
         record: &NewRecord,
         mode: SaveMode,
     ) -> Result<Version, Error> {
-        let now = self.clock.now();
+        let now = self.clock.now_unix_nanos();
         let mut shard = self.shard(key);
         match mode {
             SaveMode::Create => {
@@ -167,11 +187,7 @@ impl SessionInterface for MemoryStore {
                 }
                 shard.map.insert(
                     key.clone(),
-                    Entry {
-                        payload: record.payload.clone(),
-                        expires_at: record.expires_at,
-                        version: FIRST_VERSION,
-                    },
+                    Entry::new(record.payload.clone(), record.expires_at, FIRST_VERSION),
                 );
                 Ok(FIRST_VERSION)
             }
@@ -184,7 +200,7 @@ impl SessionInterface for MemoryStore {
                     return Err(Error::Conflict);
                 }
                 entry.payload = record.payload.clone();
-                entry.expires_at = record.expires_at;
+                entry.set_expires_at(record.expires_at);
                 entry.version += 1;
                 Ok(entry.version)
             }
@@ -197,11 +213,11 @@ impl SessionInterface for MemoryStore {
     }
 
     async fn touch(&self, key: &StorageKey, expires_at: OffsetDateTime) -> Result<bool, Error> {
-        let now = self.clock.now();
+        let now = self.clock.now_unix_nanos();
         let mut shard = self.shard(key);
         match shard.map.get_mut(key) {
             Some(e) if e.is_live(now) => {
-                e.expires_at = expires_at;
+                e.set_expires_at(expires_at);
                 Ok(true)
             }
             _ => Ok(false),
@@ -209,7 +225,7 @@ impl SessionInterface for MemoryStore {
     }
 
     async fn delete_expired(&self) -> Result<u64, Error> {
-        let now = self.clock.now();
+        let now = self.clock.now_unix_nanos();
         // One shard at a time: each lock is held for one bounded batch.
         Ok(self.shards.iter().map(|s| lock(s).sweep(now)).sum())
     }
