@@ -51,8 +51,10 @@ impl Entry {
     }
 }
 
-/// Keys are SHA-256 digests chosen by the server, so a fast seeded hash is enough;
-/// SipHash's extra strength would only cost time on every operation.
+/// A fast seeded hash is enough: keys are SHA-256 digests of tokens, so a client
+/// that picks the token it sends still cannot pick the key, and only tokens the
+/// server generated are ever inserted. SipHash's extra strength would only cost time
+/// on every operation.
 type KeyMap = HashMap<StorageKey, Entry, foldhash::fast::RandomState>;
 
 #[derive(Debug, Default)]
