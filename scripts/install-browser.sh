@@ -14,7 +14,7 @@ install_browser() {
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   echo "== installing chromium and chromium-driver (apt-get)"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
   chromium --version
   chromedriver --version
 }

@@ -33,7 +33,7 @@ if ! pkg-config --exists openssl 2>/dev/null; then
   echo "== installing libssl-dev and pkg-config (apt-get)"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends libssl-dev pkg-config
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config
 fi
 export SESSION_TEST_REQUIRE=${SESSION_TEST_REQUIRE:-redis,redis-cluster,redis-tls,postgres,postgres-tls,mysql,mysql-tls,browser}
 
@@ -47,6 +47,8 @@ echo "== clippy with the TLS features"
 cargo clippy --locked --all-targets -p session-redis -p session-sql-common -p session-postgres -p session-mysql \
   -p conformance-tests --features session-redis/tls,session-sql-common/tls-rustls,conformance-tests/servers,conformance-tests/tls \
   -- -D warnings
+cargo clippy --locked --all-targets -p session-sql-common -p conformance-tests \
+  --features session-sql-common/tls-native-tls,conformance-tests/servers,conformance-tests/tls-native-tls -- -D warnings
 
 echo "== every library crate on its own"
 for manifest in session-*/Cargo.toml conformance-tests/Cargo.toml examples/*/Cargo.toml; do
@@ -59,7 +61,8 @@ done
 echo "== tests"
 TLS_TESTS=(-p session-redis -p session-sql-common -p conformance-tests --lib --test tls --test sql_tls
   --features session-redis/tls,session-sql-common/tls-rustls,conformance-tests/servers,conformance-tests/tls)
-NATIVE_TLS_TESTS=(-p conformance-tests --test sql_tls --features conformance-tests/servers,conformance-tests/tls-native-tls)
+NATIVE_TLS_TESTS=(-p session-sql-common -p conformance-tests --lib --test sql_native_tls
+  --features session-sql-common/tls-native-tls,conformance-tests/servers,conformance-tests/tls-native-tls)
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --exclude session-bench --locked --no-fail-fast
   cargo test --workspace --exclude session-bench --doc --locked

@@ -42,7 +42,11 @@ pub fn classify(err: &sqlx::Error, hook: DbErrorHook) -> ErrorClass {
     match err {
         #[cfg(feature = "tls-rustls")]
         sqlx::Error::Io(e) if is_certificate_failure(e) => ErrorClass::Permanent,
-        sqlx::Error::Tls(e) if !caused_by_io(e.as_ref()) => ErrorClass::Permanent,
+        #[cfg(all(
+            feature = "tls-native-tls",
+            not(any(target_vendor = "apple", target_os = "windows"))
+        ))]
+        sqlx::Error::Tls(e) if openssl_refused_certificate(e.as_ref()) => ErrorClass::Permanent,
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
@@ -82,16 +86,26 @@ fn is_certificate_failure(err: &std::io::Error) -> bool {
     )
 }
 
-/// Whether an I/O error is somewhere in `err`'s source chain (`err` included).
-///
-/// sqlx reports a failed TLS setup as [`sqlx::Error::Tls`] when the handshake runs on
-/// native-tls (OpenSSL on Linux), and when the server refuses TLS or the TLS settings
-/// cannot be loaded. Only a handshake cut by the network has an I/O error inside; the
-/// rest — a certificate OpenSSL does not trust, a server without TLS — fail the same
-/// way on every retry. (With rustls, sqlx reports handshake failures as
-/// [`sqlx::Error::Io`] instead; see `is_certificate_failure`.)
-fn caused_by_io(err: &(dyn std::error::Error + 'static)) -> bool {
-    std::iter::successors(Some(err), |e| e.source()).any(|e| e.is::<std::io::Error>())
+/// Whether OpenSSL refused the server's certificate somewhere in `err`'s source
+/// chain: an unknown CA, a name it does not cover, an expired one — the same on
+/// every retry. With native-tls, sqlx reports every failed handshake as
+/// [`sqlx::Error::Tls`] (its source chain: native-tls's error, then OpenSSL's error
+/// stack), also one cut short by a server that closed or restarted, which stays a
+/// lost connection; the error code tells the two apart.
+#[cfg(all(
+    feature = "tls-native-tls",
+    not(any(target_vendor = "apple", target_os = "windows"))
+))]
+fn openssl_refused_certificate(err: &(dyn std::error::Error + 'static)) -> bool {
+    /// `ERR_LIB_SSL` and `SSL_R_CERTIFICATE_VERIFY_FAILED` (OpenSSL 1.1 and 3: the
+    /// "error:0A000086:SSL routines:…:certificate verify failed" of a refused
+    /// certificate, which a host-name mismatch reports too).
+    const LIB_SSL: std::ffi::c_int = 20;
+    const CERTIFICATE_VERIFY_FAILED: std::ffi::c_int = 134;
+    std::iter::successors(Some(err), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<openssl::error::ErrorStack>())
+        .flat_map(openssl::error::ErrorStack::errors)
+        .any(|e| e.library_code() == LIB_SSL && e.reason_code() == CERTIFICATE_VERIFY_FAILED)
 }
 
 /// Converts a sqlx error into the core [`Error`]: unreadable column values become
@@ -247,32 +261,15 @@ mod tests {
     }
 
     #[test]
-    fn tls_errors_are_permanent_unless_the_network_cut_the_handshake() {
-        /// An error that wraps another, as OpenSSL's handshake error wraps the
-        /// socket's.
-        #[derive(Debug)]
-        struct Wrapping(std::io::Error);
-        impl fmt::Display for Wrapping {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("handshake failed")
-            }
-        }
-        impl std::error::Error for Wrapping {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                Some(&self.0)
-            }
-        }
-
-        let refused = sqlx::Error::Tls("certificate verify failed".into());
-        assert_eq!(classify(&refused, no_hook), ErrorClass::Permanent);
-        assert!(!to_core(refused, no_hook).is_retryable());
-        let reset = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        for cut in [
-            sqlx::Error::Tls(Box::new(reset())),
-            sqlx::Error::Tls(Box::new(Wrapping(reset()))),
-        ] {
-            assert_eq!(classify(&cut, no_hook), ErrorClass::ConnectionLost);
-        }
+    fn other_tls_failures_are_lost_connections() {
+        // What sqlx reports when a native-tls handshake ends early (no certificate
+        // was refused): the server may be restarting.
+        let eof = sqlx::Error::Tls("unexpected EOF during handshake".into());
+        assert_eq!(classify(&eof, no_hook), ErrorClass::ConnectionLost);
+        let reset = sqlx::Error::Tls(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert_eq!(classify(&reset, no_hook), ErrorClass::ConnectionLost);
     }
 
     #[test]
