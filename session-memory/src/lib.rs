@@ -51,10 +51,10 @@ impl Entry {
     }
 }
 
-/// A fast seeded hash is enough: keys are SHA-256 digests of tokens, so a client
-/// that picks the token it sends still cannot pick the key, and only tokens the
-/// server generated are ever inserted. SipHash's extra strength would only cost time
-/// on every operation.
+/// A fast hash with a random seed per map is enough: keys are SHA-256 digests of
+/// tokens, so a client that picks the token it sends still cannot pick the key, and
+/// the manager inserts only tokens it generated. SipHash's extra strength would only
+/// cost time on every operation.
 type KeyMap = HashMap<StorageKey, Entry, foldhash::fast::RandomState>;
 
 #[derive(Debug, Default)]
