@@ -223,7 +223,7 @@ impl<C: Connection> ConnectionSource<C> {
                 }),
                 Err(PoolError::Timeout(_)) => Err(Error::retryable(PoolTimeout)),
                 Err(PoolError::Backend(e)) => Err(to_core(e, hook)),
-                Err(e @ PoolError::Closed) => Err(Error::backend(e.to_string())),
+                // Closed, no runtime (one is always set), or a hook error (none is set).
                 Err(e) => Err(Error::backend(e.to_string())),
             },
             // Boxed: sqlx's acquire future is ~8 KiB (it can open a connection), and
