@@ -7,7 +7,7 @@
 //! store calls it from `spawn_blocking`.
 
 use std::fs::File;
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
@@ -230,12 +230,15 @@ pub(crate) fn read_record(
     if len > max_len {
         return Err(malformed("record file larger than the configured limit"));
     }
-    let mut buf = Vec::with_capacity(len as usize);
-    // Records are replaced by rename, never grown in place, so `len` is the size;
-    // reading one byte more detects a file that does not match its stat anyway.
-    file.take(len + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| fs_error("read record", e))?;
+    // Records are replaced by rename, never resized in place, so the size from the
+    // stat is the size to read: one `read` for the whole file where `read_to_end`
+    // probes with three. A file that shrank since (not one we wrote) is malformed; one
+    // that grew yields a prefix, which the length and checksums in the header reject.
+    let mut buf = vec![0; len as usize];
+    file.read_exact_at(&mut buf, 0).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => malformed("record file shorter than its stat"),
+        _ => fs_error("read record", e),
+    })?;
     let (_, record) = format::decode(Bytes::from(buf))?;
     Ok(Some(record))
 }
