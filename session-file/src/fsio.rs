@@ -235,10 +235,11 @@ pub(crate) fn read_record(
     // probes with three. A file that shrank since (not one we wrote) is malformed; one
     // that grew yields a prefix, which the length and checksums in the header reject.
     let mut buf = vec![0; len as usize];
-    file.read_exact_at(&mut buf, 0).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => malformed("record file shorter than its stat"),
-        _ => fs_error("read record", e),
-    })?;
+    file.read_exact_at(&mut buf, 0)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => malformed("record file shorter than its stat"),
+            _ => fs_error("read record", e),
+        })?;
     let (_, record) = format::decode(Bytes::from(buf))?;
     Ok(Some(record))
 }
