@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::{ErrorKind, ServerErrorKind, Value};
+use redis::{Cmd, ErrorKind, ServerErrorKind, Value};
 use session_core::time::OffsetDateTime;
 use session_core::{
     Capabilities, DecodeError, Error, FIRST_VERSION, NewRecord, SaveMode, SessionInterface,
@@ -152,6 +152,14 @@ impl RedisStore {
         [&*self.prefix, key.as_str()].concat()
     }
 
+    /// `verb key`, for the commands whose only argument is the record's key.
+    fn key_cmd(&self, verb: &str, key: &StorageKey) -> Cmd {
+        let rkey = Arg(&[self.prefix.as_bytes(), key.as_str().as_bytes()]);
+        let mut cmd = scripts::sized_cmd(verb, 1, rkey.len());
+        cmd.arg(rkey);
+        cmd
+    }
+
     /// Sends one request, bounded by the command timeout.
     async fn send(&self, operation: &'static str, req: Request<'_>) -> Result<Value, Error> {
         self.bounded(operation, self.shared.conn.send(req)).await
@@ -264,8 +272,7 @@ fn not_a_record() -> Error {
 #[async_trait]
 impl SessionInterface for RedisStore {
     async fn load(&self, key: &StorageKey) -> Result<Option<StoredRecord>, Error> {
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(Arg(&[self.prefix.as_bytes(), key.as_str().as_bytes()]));
+        let cmd = self.key_cmd("GET", key);
         match self.send("load", Request::Command(&cmd)).await? {
             Value::Nil => Ok(None),
             Value::BulkString(raw) => Ok(Some(record::decode(raw)?)),
@@ -287,12 +294,9 @@ impl SessionInterface for RedisStore {
                 // past makes Redis drop the value at once (the create still "succeeds",
                 // as it would have and then expired).
                 let header = record::header(FIRST_VERSION, deadline);
-                let mut cmd = redis::cmd("SET");
-                cmd.arg(Arg(&rkey))
-                    .arg(Arg(&[&header, &record.payload]))
-                    .arg("NX")
-                    .arg("PXAT")
-                    .arg(deadline);
+                let (rkey, rec) = (Arg(&rkey), Arg(&[&header, &record.payload]));
+                let mut cmd = scripts::set_cmd(&rkey, &rec);
+                cmd.arg(rkey).arg(rec).arg("NX").arg("PXAT").arg(deadline);
                 match self.send("save", Request::Command(&cmd)).await? {
                     Value::Okay => Ok(FIRST_VERSION),
                     Value::Nil => Err(Error::Collision),
@@ -336,8 +340,7 @@ impl SessionInterface for RedisStore {
     }
 
     async fn expire(&self, key: &StorageKey) -> Result<(), Error> {
-        let mut cmd = redis::cmd("DEL");
-        cmd.arg(Arg(&[self.prefix.as_bytes(), key.as_str().as_bytes()]));
+        let cmd = self.key_cmd("DEL", key);
         match self.send("expire", Request::Command(&cmd)).await? {
             Value::Int(_) => Ok(()),
             _ => Err(unexpected("expire")),
