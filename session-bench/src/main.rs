@@ -109,6 +109,10 @@ pub type Key = (Backend, usize, usize, Op, Who);
 pub struct Results {
     /// Medians by cell.
     pub cells: BTreeMap<KeyOrd, Sample>,
+    /// Every run's rate by cell, in run order, with the number of the measurement
+    /// (one `measure_cell` call) it belongs to: runs of the same measurement and
+    /// index ran back to back and can be paired.
+    pub runs: BTreeMap<KeyOrd, (usize, Vec<f64>)>,
     /// Actual payload bytes: (backend, size) → (store-level payload, manager envelope).
     pub payload_bytes: BTreeMap<(usize, usize), (usize, usize)>,
     /// Backends skipped, with the reason.
@@ -135,6 +139,40 @@ impl Results {
     pub fn get(&self, k: Key) -> Option<&Sample> {
         self.cells.get(&KeyOrd::of(k))
     }
+
+    /// `a`'s rate over `b`'s, run by run, when both were measured together (same
+    /// measurement, same number of runs): each run of `a` is divided by the run of
+    /// `b` next to it in time, so a neighbour that slows the machine for a while
+    /// moves both sides of a ratio. `None` for cells measured apart.
+    pub fn paired(&self, a: Key, b: Key) -> Option<Spread> {
+        let (ma, ra) = self.runs.get(&KeyOrd::of(a))?;
+        let (mb, rb) = self.runs.get(&KeyOrd::of(b))?;
+        if ma != mb || ra.len() != rb.len() || ra.is_empty() {
+            return None;
+        }
+        let mut ratios: Vec<f64> = ra
+            .iter()
+            .zip(rb)
+            .map(|(x, y)| if *y > 0.0 { x / y } else { 0.0 })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        Some(Spread {
+            median: ratios[ratios.len() / 2],
+            min: ratios[0],
+            max: ratios[ratios.len() - 1],
+        })
+    }
+}
+
+/// The median of a set of ratios and their range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    /// The middle value (the upper middle one for an even count, like [`harness::median`]).
+    pub median: f64,
+    /// The smallest.
+    pub min: f64,
+    /// The largest.
+    pub max: f64,
 }
 
 fn url_var(backend: Backend) -> Option<&'static str> {
@@ -364,6 +402,8 @@ async fn measure_cell(
     rng: &mut Rng,
     results: &mut Results,
 ) -> Result<(), BoxError> {
+    // Distinct per call: every call adds at least one cell.
+    let measurement = results.runs.len();
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); who.len()];
     for rep in 0..args.repeats.max(1) {
         for i in 0..who.len() {
@@ -381,10 +421,67 @@ async fn measure_cell(
     for (j, (w, _)) in who.iter().enumerate() {
         let m = harness::median(&samples[j]);
         line.push_str(&format!(" {w:?} {:.0}/s", m.rate));
-        results
-            .cells
-            .insert(KeyOrd::of((backend, size, tasks, op, *w)), m);
+        let key = KeyOrd::of((backend, size, tasks, op, *w));
+        let rates = samples[j].iter().map(|s| s.rate).collect();
+        results.runs.insert(key, (measurement, rates));
+        results.cells.insert(key, m);
     }
     eprintln!("{line}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_runs(runs: &[(Who, usize, &[f64])]) -> Results {
+        let mut r = Results::default();
+        for (who, measurement, rates) in runs {
+            let key = KeyOrd::of((Backend::Redis, 1024, 32, Op::Cycle, *who));
+            r.runs.insert(key, (*measurement, rates.to_vec()));
+        }
+        r
+    }
+
+    fn key(who: Who) -> Key {
+        (Backend::Redis, 1024, 32, Op::Cycle, who)
+    }
+
+    #[test]
+    fn ratios_pair_runs_that_ran_side_by_side() {
+        // Run 2 was a busy spell for both sides. The medians (11 / 10) would say 1.1;
+        // run by run ours kept pace with the limit in two runs out of three.
+        let r = with_runs(&[
+            (Who::Ours, 0, &[10.0, 5.0, 11.0]),
+            (Who::Limit, 0, &[10.0, 5.0, 10.0]),
+        ]);
+        let p = r.paired(key(Who::Ours), key(Who::Limit)).unwrap();
+        assert_eq!(
+            p,
+            Spread {
+                median: 1.0,
+                min: 1.0,
+                max: 1.1
+            }
+        );
+        let inverse = r.paired(key(Who::Limit), key(Who::Ours)).unwrap();
+        assert_eq!(inverse.median, 1.0);
+        assert!((inverse.min - 10.0 / 11.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn cells_measured_apart_or_unevenly_do_not_pair() {
+        let apart = with_runs(&[(Who::Ours, 0, &[1.0, 2.0]), (Who::Limit, 1, &[1.0, 2.0])]);
+        assert_eq!(apart.paired(key(Who::Ours), key(Who::Limit)), None);
+        let uneven = with_runs(&[(Who::Ours, 0, &[1.0, 2.0]), (Who::Limit, 0, &[1.0])]);
+        assert_eq!(uneven.paired(key(Who::Ours), key(Who::Limit)), None);
+        let missing = with_runs(&[(Who::Ours, 0, &[1.0])]);
+        assert_eq!(missing.paired(key(Who::Ours), key(Who::Limit)), None);
+        // A limit that measured nothing gives 0, not infinity or NaN.
+        let zero = with_runs(&[(Who::Ours, 0, &[1.0]), (Who::Limit, 0, &[0.0])]);
+        assert_eq!(
+            zero.paired(key(Who::Ours), key(Who::Limit)).unwrap().median,
+            0.0
+        );
+    }
 }
