@@ -111,8 +111,10 @@ pub struct Results {
     pub cells: BTreeMap<KeyOrd, Sample>,
     /// Every run's rate by cell, in run order, with the number of the measurement
     /// (one `measure_cell` call) it belongs to: runs of the same measurement and
-    /// index ran back to back and can be paired.
+    /// index ran in the same round and can be paired.
     pub runs: BTreeMap<KeyOrd, (usize, Vec<f64>)>,
+    /// Measurements so far (numbers them for [`Results::runs`]).
+    pub measurements: usize,
     /// Actual payload bytes: (backend, size) → (store-level payload, manager envelope).
     pub payload_bytes: BTreeMap<(usize, usize), (usize, usize)>,
     /// Backends skipped, with the reason.
@@ -141,25 +143,30 @@ impl Results {
     }
 
     /// `a`'s rate over `b`'s, run by run, when both were measured together (same
-    /// measurement, same number of runs): each run of `a` is divided by the run of
-    /// `b` next to it in time, so a neighbour that slows the machine for a while
-    /// moves both sides of a ratio. `None` for cells measured apart.
+    /// measurement, same number of runs): each run of `a` is divided by `b`'s run of
+    /// the same round (at most one other run between them), so a neighbour that
+    /// slows the machine for a while moves both sides of a ratio. `None` for cells
+    /// measured apart, and when no run of `b` measured anything.
     pub fn paired(&self, a: Key, b: Key) -> Option<Spread> {
         let (ma, ra) = self.runs.get(&KeyOrd::of(a))?;
         let (mb, rb) = self.runs.get(&KeyOrd::of(b))?;
-        if ma != mb || ra.len() != rb.len() || ra.is_empty() {
+        if ma != mb || ra.len() != rb.len() {
             return None;
         }
+        // A run of `b` that measured nothing leaves its round without a ratio.
         let mut ratios: Vec<f64> = ra
             .iter()
             .zip(rb)
-            .map(|(x, y)| if *y > 0.0 { x / y } else { 0.0 })
+            .filter(|(_, y)| **y > 0.0)
+            .map(|(x, y)| x / y)
             .collect();
         ratios.sort_by(f64::total_cmp);
+        let n = ratios.len();
+        let (&min, &max) = (ratios.first()?, ratios.last()?);
         Some(Spread {
-            median: ratios[ratios.len() / 2],
-            min: ratios[0],
-            max: ratios[ratios.len() - 1],
+            median: (ratios[(n - 1) / 2] + ratios[n / 2]) / 2.0,
+            min,
+            max,
         })
     }
 }
@@ -167,7 +174,8 @@ impl Results {
 /// The median of a set of ratios and their range.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Spread {
-    /// The middle value (the upper middle one for an even count, like [`harness::median`]).
+    /// The middle value (the mean of the two middle ones for an even count, so two
+    /// runs do not give the better one as the verdict).
     pub median: f64,
     /// The smallest.
     pub min: f64,
@@ -402,8 +410,8 @@ async fn measure_cell(
     rng: &mut Rng,
     results: &mut Results,
 ) -> Result<(), BoxError> {
-    // Distinct per call: every call adds at least one cell.
-    let measurement = results.runs.len();
+    let measurement = results.measurements;
+    results.measurements += 1;
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); who.len()];
     for rep in 0..args.repeats.max(1) {
         for i in 0..who.len() {
@@ -477,11 +485,25 @@ mod tests {
         assert_eq!(uneven.paired(key(Who::Ours), key(Who::Limit)), None);
         let missing = with_runs(&[(Who::Ours, 0, &[1.0])]);
         assert_eq!(missing.paired(key(Who::Ours), key(Who::Limit)), None);
-        // A limit that measured nothing gives 0, not infinity or NaN.
+        // A limit that measured nothing gives no ratio, not 0, infinity or NaN.
         let zero = with_runs(&[(Who::Ours, 0, &[1.0]), (Who::Limit, 0, &[0.0])]);
+        assert_eq!(zero.paired(key(Who::Ours), key(Who::Limit)), None);
+        let one_zero = with_runs(&[(Who::Ours, 0, &[1.0, 3.0]), (Who::Limit, 0, &[0.0, 2.0])]);
+        let p = one_zero.paired(key(Who::Ours), key(Who::Limit)).unwrap();
+        assert_eq!((p.median, p.min, p.max), (1.5, 1.5, 1.5));
+    }
+
+    #[test]
+    fn an_even_number_of_runs_takes_the_mean_of_the_middle_two() {
+        let r = with_runs(&[(Who::Ours, 0, &[1.0, 2.0]), (Who::Limit, 0, &[2.0, 2.0])]);
+        let p = r.paired(key(Who::Ours), key(Who::Limit)).unwrap();
         assert_eq!(
-            zero.paired(key(Who::Ours), key(Who::Limit)).unwrap().median,
-            0.0
+            p,
+            Spread {
+                median: 0.75,
+                min: 0.5,
+                max: 1.0
+            }
         );
     }
 }

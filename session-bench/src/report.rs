@@ -82,8 +82,9 @@ pub fn render(args: &Args, backends: &[Backend], r: &Results) -> String {
          disjoint share, so no run measures conflicts); {} s measured per run after {} s \
          of warm-up; every cell is the median of {} runs, the contestants of a cell \
          alternating run by run. A ratio between contestants of one cell is the median \
-         of the run-by-run ratios (each run against its neighbour in time, so a busy \
-         spell on the machine slows both sides); the target table adds their range.",
+         of the run-by-run ratios (each run against the other contestant's run of the \
+         same round, at most one run apart, so a busy spell on the machine slows both \
+         sides); the target table adds their range.",
         args.sessions, args.duration, args.warmup, args.repeats
     );
     let _ = writeln!(
@@ -653,7 +654,9 @@ fn touch_path_cost(b: Backend, ours: &Sample, raw: &Sample) -> String {
              just deleted) where the raw touch is one `PEXPIREAT`"
         }
         Backend::Postgres | Backend::MySql => {
-            "; ours' `UPDATE` also checks that the record has not expired"
+            "; ours' `UPDATE` also checks that the record has not expired, and ours \
+             checks a connection out of the pool (no ping) where the raw touch uses a \
+             dedicated one"
         }
     });
     why
