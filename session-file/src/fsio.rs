@@ -232,8 +232,9 @@ pub(crate) fn read_record(
     }
     // Records are replaced by rename, never resized in place, so the size from the
     // stat is the size to read: one `read` for the whole file where `read_to_end`
-    // probes with three. A file that shrank since (not one we wrote) is malformed; one
-    // that grew yields a prefix, which the length and checksums in the header reject.
+    // probes with three. Neither can happen to a file we wrote, but: a file that
+    // shrank since is malformed; one appended to reads as it was at the stat (a
+    // consistent record, or not, which the header's length and checksums decide).
     let mut buf = vec![0; len as usize];
     file.read_exact_at(&mut buf, 0)
         .map_err(|e| match e.kind() {
