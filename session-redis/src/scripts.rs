@@ -195,12 +195,7 @@ pub(crate) fn transaction(
     record: &Arg<'_>,
     deadline_ms: i64,
 ) -> redis::Pipeline {
-    let mut set = set_cmd(key, record);
-    set.arg(key)
-        .arg(record)
-        .arg("NX")
-        .arg("PXAT")
-        .arg(deadline_ms);
+    let set = set_nx(key, record, deadline_ms);
     let mut pipe = redis::pipe();
     pipe.atomic()
         .ignore_errors()
@@ -220,9 +215,17 @@ pub(crate) fn sized_cmd(verb: &str, args: usize, data: usize) -> Cmd {
     cmd
 }
 
-/// Room for `SET key record NX PXAT <deadline>`: the deadline is at most 20 digits.
-pub(crate) fn set_cmd(key: &Arg<'_>, record: &Arg<'_>) -> Cmd {
-    sized_cmd("SET", 5, key.len() + record.len() + "NXPXAT".len() + 20)
+/// `SET key record NX PXAT deadline_ms`: writes only where the key is absent (or
+/// expired), with the record's deadline. A create, and step 2 of [`transaction`].
+pub(crate) fn set_nx(key: &Arg<'_>, record: &Arg<'_>, deadline_ms: i64) -> Cmd {
+    // An i64 has at most 20 characters.
+    let mut cmd = sized_cmd("SET", 5, key.len() + record.len() + "NXPXAT".len() + 20);
+    cmd.arg(key)
+        .arg(record)
+        .arg("NX")
+        .arg("PXAT")
+        .arg(deadline_ms);
+    cmd
 }
 
 /// One command argument assembled from several byte slices (a key prefix and a
@@ -322,17 +325,26 @@ mod tests {
         assert_eq!(sized.get_packed_command(), plain.get_packed_command());
 
         let record = Arg(&[b"HEAD", b"payload"]);
-        let mut set = set_cmd(&key, &record);
-        set.arg(key).arg(record).arg("NX").arg("PXAT").arg(i64::MAX);
-        let mut plain = redis::cmd("SET");
-        plain
-            .arg(key)
-            .arg(record)
-            .arg("NX")
-            .arg("PXAT")
-            .arg(i64::MAX);
-        assert_eq!(set.get_packed_command(), plain.get_packed_command());
+        for deadline in [1, i64::MAX, i64::MIN] {
+            let set = set_nx(&key, &record, deadline);
+            let plain = format!(
+                "*6\r\n$3\r\nSET\r\n$7\r\npre:abc\r\n$11\r\nHEADpayload\r\n$2\r\nNX\r\n\
+                 $4\r\nPXAT\r\n${}\r\n{deadline}\r\n",
+                deadline.to_string().len()
+            );
+            assert_eq!(set.get_packed_command(), plain.as_bytes());
+            // The estimate holds every argument but the verb.
+            let data: usize = set.args_iter().skip(1).map(|a| arg_len(&a)).sum();
+            assert!(data <= key.len() + record.len() + "NXPXAT".len() + 20);
+        }
         assert_eq!(key.len(), 7);
+    }
+
+    fn arg_len(a: &redis::Arg<&[u8]>) -> usize {
+        match a {
+            redis::Arg::Simple(bytes) => bytes.len(),
+            _ => 0,
+        }
     }
 
     #[test]

@@ -294,9 +294,7 @@ impl SessionInterface for RedisStore {
                 // past makes Redis drop the value at once (the create still "succeeds",
                 // as it would have and then expired).
                 let header = record::header(FIRST_VERSION, deadline);
-                let (rkey, rec) = (Arg(&rkey), Arg(&[&header, &record.payload]));
-                let mut cmd = scripts::set_cmd(&rkey, &rec);
-                cmd.arg(rkey).arg(rec).arg("NX").arg("PXAT").arg(deadline);
+                let cmd = scripts::set_nx(&Arg(&rkey), &Arg(&[&header, &record.payload]), deadline);
                 match self.send("save", Request::Command(&cmd)).await? {
                     Value::Okay => Ok(FIRST_VERSION),
                     Value::Nil => Err(Error::Collision),
