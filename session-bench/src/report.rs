@@ -516,26 +516,7 @@ fn cycle_cause(b: Backend, s: usize, t: usize, r: &Results) -> String {
     let (Some(o), Some(l)) = (ours, limit) else {
         return String::new();
     };
-    let mut why = format!(
-        "client CPU {} µs per cycle vs {} µs for the limit",
-        us(o.cpu_us),
-        us(l.cpu_us)
-    );
-    if let (Some(os), Some(ls)) = (o.server.as_ref(), l.server.as_ref()) {
-        if let (Some(oc), Some(lc)) = (&os.commands, &ls.commands) {
-            let _ = write!(
-                why,
-                "; the server ran {:.2} commands per cycle for ours ({}) vs {:.2} ({})",
-                oc.per_op, oc.list, lc.per_op, lc.list,
-            );
-        }
-        let _ = write!(
-            why,
-            "; the server spent {} µs of CPU per cycle for ours vs {} µs for the limit",
-            us(os.cpu_us),
-            us(ls.cpu_us)
-        );
-    }
+    let mut why = costs(o, l, "cycle", "the limit");
     let tail = match b {
         Backend::Memory => {
             "; the limit is a bare map, so every nanosecond of the contract (version \
@@ -621,24 +602,35 @@ fn touch_cause(b: Backend, t: usize, r: &Results) -> String {
     why
 }
 
-/// What ours' touch does beyond the raw one, with the measured costs.
-fn touch_path_cost(b: Backend, ours: &Sample, raw: &Sample) -> String {
+/// Ours' and `other`'s cost per `op`: client CPU, and where the server can tell,
+/// its commands and CPU.
+fn costs(ours: &Sample, other: &Sample, op: &str, other_name: &str) -> String {
     let mut why = format!(
-        ": client CPU {} µs per touch vs {} µs for the raw touch",
+        "client CPU {} µs per {op} vs {} µs for {other_name}",
         us(ours.cpu_us),
-        us(raw.cpu_us)
+        us(other.cpu_us)
     );
-    if let (Some(os), Some(ls)) = (ours.server.as_ref(), raw.server.as_ref()) {
+    if let (Some(os), Some(ls)) = (ours.server.as_ref(), other.server.as_ref()) {
         if let (Some(oc), Some(lc)) = (&os.commands, &ls.commands) {
-            let _ = write!(why, ", server commands {} vs {}", oc.list, lc.list);
+            let _ = write!(
+                why,
+                "; the server ran {:.2} commands per {op} for ours ({}) vs {:.2} ({})",
+                oc.per_op, oc.list, lc.per_op, lc.list,
+            );
         }
         let _ = write!(
             why,
-            ", server CPU {} vs {} µs",
+            "; the server spent {} µs of CPU per {op} for ours vs {} µs for {other_name}",
             us(os.cpu_us),
             us(ls.cpu_us)
         );
     }
+    why
+}
+
+/// What ours' touch does beyond the raw one, with the measured costs.
+fn touch_path_cost(b: Backend, ours: &Sample, raw: &Sample) -> String {
+    let mut why = format!(": {}", costs(ours, raw, "touch", "the raw touch"));
     why.push_str(match b {
         Backend::Memory => {
             "; ours also reads the clock, checks the record's deadline and converts the \
