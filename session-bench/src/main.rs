@@ -457,24 +457,21 @@ mod tests {
 
     #[test]
     fn ratios_pair_runs_that_ran_side_by_side() {
-        // Run 2 was a busy spell for both sides. The medians (11 / 10) would say 1.1;
-        // run by run ours kept pace with the limit in two runs out of three.
+        // Round 2 was a busy spell for both sides. The medians (8 / 7) would say 1.14,
+        // pairing ours' third run with the limit's first; run by run the ratios are
+        // 0.9, 0.8 and 1.14, and the middle one is 0.9.
         let r = with_runs(&[
-            (Who::Ours, 0, &[10.0, 5.0, 11.0]),
-            (Who::Limit, 0, &[10.0, 5.0, 10.0]),
+            (Who::Ours, 0, &[9.0, 4.0, 8.0]),
+            (Who::Limit, 0, &[10.0, 5.0, 7.0]),
         ]);
         let p = r.paired(key(Who::Ours), key(Who::Limit)).unwrap();
-        assert_eq!(
-            p,
-            Spread {
-                median: 1.0,
-                min: 1.0,
-                max: 1.1
-            }
-        );
+        assert_eq!((p.median, p.min), (0.9, 0.8));
+        assert!((p.max - 8.0 / 7.0).abs() < 1e-12);
+        let medians = 8.0 / 7.0;
+        assert!((p.median - medians).abs() > 0.2);
         let inverse = r.paired(key(Who::Limit), key(Who::Ours)).unwrap();
-        assert_eq!(inverse.median, 1.0);
-        assert!((inverse.min - 10.0 / 11.0).abs() < 1e-12);
+        assert!((inverse.median - 10.0 / 9.0).abs() < 1e-12);
+        assert!((inverse.min - 7.0 / 8.0).abs() < 1e-12);
     }
 
     #[test]
