@@ -113,8 +113,9 @@ impl Connection {
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             // No timeout of the driver's own: `RedisStore` bounds every operation
-            // with `command_timeout`, which starts first and so always fired first;
-            // the second timer cost ~5 % of the client's instructions per command.
+            // with `command_timeout`, which starts first, so the driver's (same
+            // length) could at best tie with it and turn a timeout into an I/O
+            // error; the second timer cost ~5 % of the client's instructions.
             .set_response_timeout(None)
             .set_number_of_retries(RECONNECT_RETRIES)
             .set_max_delay(Duration::from_millis(500));
