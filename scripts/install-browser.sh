@@ -5,16 +5,13 @@
 #   bash scripts/install-browser.sh           # install if missing
 #   source scripts/install-browser.sh; install_browser   # from another script
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
 
 install_browser() {
   if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
     return 0
   fi
-  local sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  echo "== installing chromium and chromium-driver (apt-get)"
-  $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+  apt_install chromium chromium-driver
   chromium --version
   chromedriver --version
 }

@@ -29,12 +29,8 @@ bash scripts/services.sh start
 eval "$(bash scripts/services.sh env)"
 bash scripts/install-browser.sh
 # The SQL stores' tls-native-tls feature builds openssl-sys against the system OpenSSL.
-if ! pkg-config --exists openssl 2>/dev/null; then
-  echo "== installing libssl-dev and pkg-config (apt-get)"
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev pkg-config
-fi
+source scripts/apt-install.sh
+pkg-config --exists openssl 2>/dev/null || apt_install --no-install-recommends libssl-dev pkg-config
 export SESSION_TEST_REQUIRE=${SESSION_TEST_REQUIRE:-redis,redis-cluster,redis-tls,postgres,postgres-tls,mysql,mysql-tls,browser}
 
 echo "== rustfmt"
