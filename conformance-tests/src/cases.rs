@@ -1935,5 +1935,7 @@ pub(crate) async fn deadline_with_offset(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
+mod removal;
 mod rotation;
+pub(crate) use removal::*;
 pub(crate) use rotation::*;

@@ -40,6 +40,9 @@ pub enum SaveMode {
     /// Insert only if no live record holds the key.
     Create,
     /// Compare-and-set: replace the live record only if its version is `expected_version`.
+    ///
+    /// A record whose deadline is not in the future makes the update a
+    /// **compare-and-set removal**: on a version match the record is dead at once.
     Update {
         /// The version the caller loaded.
         expected_version: Version,
@@ -147,6 +150,15 @@ pub trait SessionInterface: Send + Sync + 'static {
     ///   written. Absent or expired: [`Error::NotFound`], nothing written — a
     ///   destroyed session is **never** resurrected by an update. Of any number of
     ///   concurrent updates with the same expected version exactly one succeeds.
+    /// - An `Update` whose `record.expires_at` is not after now is a
+    ///   **compare-and-set removal**, under the same rules: on a version match it
+    ///   returns `expected_version + 1` and the record is dead at once (no `load`
+    ///   returns it, no later `Update` or `touch` finds it, a `Create` may take the
+    ///   key); on another version it is a `Conflict` and the live record stays as it
+    ///   was; absent or expired, `NotFound`. The manager removes a session it loaded
+    ///   this way (emptied, cleared, id cycled), so a change saved meanwhile is merged
+    ///   instead of thrown away. Stores may keep the dead record until
+    ///   `delete_expired`, or drop it at once.
     async fn save(
         &self,
         key: &StorageKey,
