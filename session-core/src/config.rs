@@ -140,8 +140,12 @@ impl SessionConfig {
     pub fn permanent(&self) -> bool {
         self.permanent
     }
-    /// Whether every request that touches a session extends its deadline (with a
+    /// Whether every request that uses a session extends its deadline (with a
     /// cheap `touch`, not a rewrite).
+    ///
+    /// Lazy by design: a request that never reads or changes its session (an image,
+    /// a health check) makes no store call and so does not count as activity; the
+    /// idle deadline moves only with requests that use the session.
     pub fn refresh_each_request(&self) -> bool {
         self.refresh_each_request
     }
@@ -152,7 +156,9 @@ impl SessionConfig {
     /// How many times a save is tried when concurrent requests keep changing the
     /// same session (each retry re-applies this request's changes to fresh data).
     /// Every conflict means another request's save succeeded, so N concurrent
-    /// writers of one session need at most N attempts. Retries after the first back
+    /// writers of one session need at most N attempts. Requests that end in the same
+    /// `SessionManager` queue per session instead of conflicting, so only writers in
+    /// other processes count here. Retries after the first back
     /// off with a jittered sleep of up to 20 ms (Tokio's time driver must be on, as
     /// it is in `#[tokio::main]` runtimes).
     pub fn save_attempts(&self) -> u32 {
@@ -225,7 +231,9 @@ impl SessionConfigBuilder {
         self.0.permanent = on;
         self
     }
-    /// Extends the deadline on every request that touches the session.
+    /// Extends the deadline on every request that uses the session (reads or
+    /// changes it); requests that never touch it do not (see
+    /// [`SessionConfig::refresh_each_request`]).
     pub fn refresh_each_request(mut self, on: bool) -> Self {
         self.0.refresh_each_request = on;
         self

@@ -7,6 +7,7 @@ mod codec;
 mod config;
 mod error;
 mod manager;
+mod queue;
 mod rotation;
 mod server_side;
 mod session;

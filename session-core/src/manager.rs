@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use crate::client_side::{ClientSide, CookieSealer, MAX_SET_COOKIE_BYTES};
 use crate::codec::{Envelope, Meta};
 use crate::config::SameSite;
+use crate::queue::Queue;
 use crate::server_side::ServerSide;
 use crate::session::{Inner, Loaded, State};
 use crate::{
@@ -75,6 +76,8 @@ pub(crate) struct Shared {
     pub backend: Backend,
     pub config: SessionConfig,
     pub clock: SharedClock,
+    /// One writer per session at a time within this manager.
+    pub queue: Arc<Queue>,
 }
 
 /// Turns cookies into sessions and sessions into store operations and cookies.
@@ -161,6 +164,7 @@ impl SessionManager {
                 backend,
                 config,
                 clock,
+                queue: Arc::default(),
             }),
         }
     }
@@ -176,6 +180,14 @@ impl SessionManager {
             Backend::Server(store) => Some(store),
             Backend::Client(_) => None,
         }
+    }
+
+    /// How many sessions have a request in flight in this manager's per-session
+    /// queue: requests that used a session their cookie names and whose `Session`
+    /// is still alive. A gauge for monitoring; it falls back to zero when the
+    /// requests end.
+    pub fn queued_sessions(&self) -> usize {
+        self.shared.queue.len()
     }
 
     /// The session for a request whose session cookie had `cookie_value` (`None`
@@ -243,8 +255,14 @@ impl SessionManager {
     ///   reloaded and this request's per-key changes re-applied, up to
     ///   [`SessionConfig::save_attempts`] times. If the session was destroyed
     ///   meanwhile, the changes are dropped and the cookie removed: never resurrected.
-    /// - Emptied or destroyed session: record expired, cookie removed.
-    /// - `cycle_id`: data moved to a new token, old record expired, new cookie.
+    /// - Emptied session: record removed by compare-and-set on the loaded version
+    ///   (merged and decided again on a conflict), cookie removed.
+    /// - Destroyed session: record expired unconditionally, cookie removed.
+    /// - `cycle_id`: data moved to a new token, old record removed by
+    ///   compare-and-set (a change saved meanwhile is merged into the new record),
+    ///   new cookie.
+    /// - Requests of one session that end in this manager take turns (a
+    ///   per-session queue), so they do not conflict with each other.
     /// - Unchanged session with refresh-each-request: `touch` (a rewrite only if the
     ///   store cannot touch).
     ///
@@ -323,6 +341,7 @@ impl Shared {
             cleared: false,
             meta_changed: false,
             via: None,
+            ticket: None,
         }
     }
 

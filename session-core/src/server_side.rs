@@ -1,5 +1,7 @@
 //! Server-side sessions: the cookie carries a token, the store keeps the record.
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 
 use crate::codec::{Envelope, Stored};
@@ -28,6 +30,44 @@ struct Found {
     envelope: Envelope,
     /// The pointer's key, when the session was reached through one.
     via: Option<StorageKey>,
+}
+
+impl Found {
+    /// What the request keeps of the record, and the decoded session.
+    fn into_parts(self) -> (Existing, Envelope) {
+        let existing = Existing {
+            token: self.token,
+            key: self.key,
+            version: self.record.version,
+            payload: self.record.payload,
+            expires_at: self.record.expires_at,
+        };
+        (existing, self.envelope)
+    }
+}
+
+/// The deadline of a compare-and-set removal (an `Update` whose deadline is not in
+/// the future, see [`SaveMode::Update`]). A fixed instant far in the past rather than
+/// "now minus a margin", so that a store whose clock lags ours (server time) still
+/// sees it as past; within the range of every store's timestamps.
+const REMOVAL_DEADLINE: OffsetDateTime = time::macros::datetime!(2000-01-01 0:00 UTC);
+
+/// What a write of a loaded session is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Intent {
+    /// Save this request's changes (remove the record if they emptied it).
+    Save,
+    /// Move the session to a new id, retiring the old record as said.
+    NewId(Retire),
+}
+
+/// What becomes of the old record when a session moves to a new id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retire {
+    /// A forward pointer for the grace window (periodic rotation).
+    Pointer,
+    /// Nothing: the old id stops working at once (`cycle_id`).
+    Remove,
 }
 
 /// The manager's operations over a store.
@@ -74,30 +114,19 @@ impl<'a> ServerSide<'a> {
         let Some(mut loaded) = loaded else {
             return Ok((CookieDecision::Leave, None));
         };
-        let decision = match loaded.existing.clone() {
+        let decision = match loaded.existing {
             None if loaded.data.is_empty() => shared.removal_if(had_cookie),
             None => self.create(&mut loaded).await?,
-            Some(existing) if cycle => {
-                // Manual rotation is strict: no grace window, no pointer left.
-                loaded.meta.id_issued_at = shared.clock.now();
-                let decision = if loaded.data.is_empty() {
-                    shared.removal_if(true)
-                } else {
-                    self.create(&mut loaded).await?
-                };
-                self.store.expire(&existing.key).await?;
-                if let Some(pointer) = loaded.via.take() {
-                    self.store.expire(&pointer).await?;
-                }
-                decision
+            // Manual rotation is strict: the old record is removed, no pointer left.
+            Some(_) if cycle => {
+                self.write(&mut loaded, Intent::NewId(Retire::Remove))
+                    .await?
             }
-            Some(existing) if loaded.data.is_empty() && loaded.is_modified() => {
-                self.store.expire(&existing.key).await?;
-                loaded.existing = None;
-                shared.removal_if(true)
+            Some(_) if self.rotation_due(&loaded) => {
+                self.write(&mut loaded, Intent::NewId(Retire::Pointer))
+                    .await?
             }
-            Some(_) if self.rotation_due(&loaded) => self.rotate(&mut loaded).await?,
-            Some(_) if loaded.is_modified() => self.update(&mut loaded).await?,
+            Some(_) if loaded.is_modified() => self.write(&mut loaded, Intent::Save).await?,
             Some(_) if shared.config.refresh_each_request() => self.refresh(&mut loaded).await?,
             Some(_) => CookieDecision::Leave,
         };
@@ -114,21 +143,21 @@ impl<'a> ServerSide<'a> {
         Ok((decision, Some(loaded)))
     }
 
-    /// Loads the session named by `incoming` (or starts a new one).
+    /// Loads the session named by `incoming` (or starts a new one). A request that
+    /// finds its session joins the session's queue first, so every save this manager
+    /// makes after the load is seen when this request writes.
     pub(crate) async fn load(&self, incoming: Option<&SessionToken>) -> Result<Loaded, Error> {
         let now = self.shared.clock.now();
-        if let Some(token) = incoming
-            && let Some(found) = self.find(token).await?
-        {
-            let mut loaded = loaded_from_record(
-                found.token,
-                found.key,
-                found.record.version,
-                found.record.payload,
-                found.envelope,
-            );
-            loaded.via = found.via;
-            return Ok(loaded);
+        if let Some(token) = incoming {
+            let ticket = self.shared.queue.join(token.storage_key());
+            if let Some(found) = self.find(token).await? {
+                let via = found.via.clone();
+                let (existing, envelope) = found.into_parts();
+                let mut loaded = loaded_from_record(existing, envelope);
+                loaded.via = via;
+                loaded.ticket = Some(Arc::new(ticket));
+                return Ok(loaded);
+            }
         }
         Ok(self.shared.fresh(now))
     }
@@ -192,67 +221,137 @@ impl<'a> ServerSide<'a> {
             .is_some_and(|period| now - loaded.meta.id_issued_at >= period)
     }
 
-    /// Periodic rotation: the session (with this request's changes) moves to a new
-    /// token, and the old record becomes a forward pointer for the grace window.
-    /// The pointer replaces the old record by compare-and-set, so of two requests
-    /// rotating at once exactly one wins; the loser removes its new record and
-    /// follows the winner's pointer.
-    async fn rotate(&self, loaded: &mut Loaded) -> Result<CookieDecision, Error> {
+    /// Every write of a session this request loaded: a compare-and-set update, a
+    /// compare-and-set removal when the session is empty, or a move to a new id.
+    ///
+    /// Writes wait for this session's turn in the manager's queue and first catch up
+    /// with what the queue's last writer saved, so requests of one process do not
+    /// conflict. A conflict with another process reloads the session, replays this
+    /// request's per-key changes onto it and decides again: an emptied session that
+    /// is no longer empty is updated, not removed; a session that became empty is
+    /// removed. A session destroyed meanwhile stays destroyed.
+    async fn write(&self, loaded: &mut Loaded, intent: Intent) -> Result<CookieDecision, Error> {
+        let ticket = loaded.ticket.clone();
+        let mut turn = match &ticket {
+            Some(ticket) => Some(ticket.turn().await),
+            None => None,
+        };
+        if let Some(saved) = turn.as_deref().and_then(Option::as_ref) {
+            loaded.catch_up(saved);
+        }
         let attempts = self.shared.config.save_attempts();
         for attempt in 0..attempts {
             let Some(old) = loaded.existing.clone() else {
                 return Ok(self.shared.removal_if(true));
             };
-            if !self.rotation_due(loaded) {
-                // A concurrent request rotated it and we followed its pointer.
-                return self.update_if_modified(loaded).await;
-            }
-            let previous_issued = loaded.meta.id_issued_at;
-            loaded.meta.id_issued_at = self.shared.clock.now();
-            let decision = self.create(loaded).await?;
-            let Some(new) = loaded.existing.clone() else {
-                return Ok(decision);
+            let outcome = match intent {
+                _ if loaded.data.is_empty() => self.remove(loaded, &old).await,
+                Intent::NewId(Retire::Remove) => self.new_id(loaded, &old, Retire::Remove).await,
+                Intent::NewId(Retire::Pointer) if self.rotation_due(loaded) => {
+                    self.new_id(loaded, &old, Retire::Pointer).await
+                }
+                _ if loaded.is_modified() => self.update(loaded, &old).await,
+                // A concurrent request rotated the session (we followed its pointer)
+                // and this request changed nothing.
+                _ => return Ok(CookieDecision::Leave),
             };
-            let now = self.shared.clock.now();
-            let pointer = NewRecord {
-                payload: Bytes::from(Stored::encode_forward(&rotation::mask(
-                    &new.token, &old.token,
-                ))),
-                expires_at: (now + self.shared.config.rotation_grace())
-                    .min(self.shared.deadline(&loaded.meta, now)),
-            };
-            let mode = SaveMode::Update {
-                expected_version: old.version,
-            };
-            let outcome = self.store.save(&old.key, &pointer, mode).await;
-            if outcome.is_ok() {
-                loaded.via = None;
-                return Ok(decision);
-            }
-            // Lost the race (or failed): the new record must not linger.
-            self.store.expire(&new.key).await?;
-            loaded.meta.id_issued_at = previous_issued;
-            loaded.existing = Some(old.clone());
             match outcome {
+                Ok(decision) => {
+                    if let Some(turn) = turn.as_deref_mut() {
+                        *turn = loaded.saved();
+                    }
+                    return Ok(decision);
+                }
                 Err(Error::Conflict) => {
+                    // Someone saved (or rotated) first: replay our changes onto
+                    // their version.
                     backoff(attempt).await;
                     if !self.reload(loaded, &old).await? {
                         return Ok(self.shared.gone(loaded));
                     }
                 }
+                // Destroyed (or its id cycled) meanwhile: drop the changes, never
+                // resurrect.
                 Err(Error::NotFound) => return Ok(self.shared.gone(loaded)),
                 Err(e) => return Err(e),
-                Ok(_) => unreachable!("handled above"),
             }
         }
         Err(Error::TooManyConflicts { attempts })
     }
 
-    async fn update_if_modified(&self, loaded: &mut Loaded) -> Result<CookieDecision, Error> {
-        if loaded.is_modified() {
-            self.update(loaded).await
-        } else {
-            Ok(CookieDecision::Leave)
+    /// Removes the loaded record by compare-and-set (see [`SaveMode::Update`]).
+    async fn remove(&self, loaded: &mut Loaded, old: &Existing) -> Result<CookieDecision, Error> {
+        let removal = NewRecord {
+            payload: Bytes::new(),
+            expires_at: REMOVAL_DEADLINE,
+        };
+        let mode = SaveMode::Update {
+            expected_version: old.version,
+        };
+        self.store.save(&old.key, &removal, mode).await?;
+        loaded.existing = None;
+        Ok(self.shared.removal_if(true))
+    }
+
+    /// Moves the session (with this request's changes) to a new token: creates the
+    /// new record, then retires the old one by compare-and-set — a forward pointer
+    /// for periodic rotation, a removal for `cycle_id`. If the old record changed
+    /// meanwhile the new one is removed again and the error returned, so of two
+    /// requests moving one session exactly one wins and the other merges.
+    async fn new_id(
+        &self,
+        loaded: &mut Loaded,
+        old: &Existing,
+        retire: Retire,
+    ) -> Result<CookieDecision, Error> {
+        let previous_issued = loaded.meta.id_issued_at;
+        loaded.meta.id_issued_at = self.shared.clock.now();
+        let decision = match self.create(loaded).await {
+            Ok(decision) => decision,
+            Err(e) => {
+                loaded.meta.id_issued_at = previous_issued;
+                return Err(e);
+            }
+        };
+        let Some(new) = loaded.existing.clone() else {
+            return Ok(decision);
+        };
+        let retirement = match retire {
+            Retire::Pointer => {
+                let now = self.shared.clock.now();
+                NewRecord {
+                    payload: Bytes::from(Stored::encode_forward(&rotation::mask(
+                        &new.token, &old.token,
+                    ))),
+                    expires_at: (now + self.shared.config.rotation_grace())
+                        .min(self.shared.deadline(&loaded.meta, now)),
+                }
+            }
+            Retire::Remove => NewRecord {
+                payload: Bytes::new(),
+                expires_at: REMOVAL_DEADLINE,
+            },
+        };
+        let mode = SaveMode::Update {
+            expected_version: old.version,
+        };
+        match self.store.save(&old.key, &retirement, mode).await {
+            Ok(_) => {
+                let pointer = loaded.via.take();
+                if let (Retire::Remove, Some(pointer)) = (retire, pointer) {
+                    // The old cookie named a pointer to the old record: it must stop
+                    // working at once too.
+                    self.store.expire(&pointer).await?;
+                }
+                Ok(decision)
+            }
+            Err(e) => {
+                // Lost the race (or failed): the new record must not linger.
+                self.store.expire(&new.key).await?;
+                loaded.meta.id_issued_at = previous_issued;
+                loaded.existing = Some(old.clone());
+                Err(e)
+            }
         }
     }
 
@@ -264,17 +363,10 @@ impl<'a> ServerSide<'a> {
             return Ok(false);
         };
         if found.via.is_some() && loaded.via.is_none() {
-            loaded.via = found.via;
+            loaded.via = found.via.clone();
         }
-        loaded.rebase(
-            found.envelope,
-            Existing {
-                token: found.token,
-                key: found.key,
-                version: found.record.version,
-                payload: found.record.payload,
-            },
-        );
+        let (existing, envelope) = found.into_parts();
+        loaded.rebase(envelope, existing);
         Ok(true)
     }
 
@@ -302,6 +394,7 @@ impl<'a> ServerSide<'a> {
                         key,
                         version,
                         payload: record.payload,
+                        expires_at: record.expires_at,
                     });
                     return Ok(CookieDecision::Set(cookie));
                 }
@@ -312,57 +405,31 @@ impl<'a> ServerSide<'a> {
         Err(Error::Collision)
     }
 
-    /// Compare-and-set with conflict merge.
-    async fn update(&self, loaded: &mut Loaded) -> Result<CookieDecision, Error> {
-        let attempts = self.shared.config.save_attempts();
-        for attempt in 0..attempts {
-            let Some(existing) = loaded.existing.clone() else {
-                return Ok(self.shared.removal_if(true));
-            };
-            if loaded.data.is_empty() {
-                // A concurrent clear or removal left nothing after the merge.
-                self.store.expire(&existing.key).await?;
-                loaded.existing = None;
-                return Ok(self.shared.removal_if(true));
-            }
-            let now = self.shared.clock.now();
-            let record = self.record(loaded, now)?;
-            let mode = SaveMode::Update {
-                expected_version: existing.version,
-            };
-            match self.store.save(&existing.key, &record, mode).await {
-                Ok(version) => {
-                    let decision = if self.shared.is_permanent(loaded) || loaded.meta_changed {
-                        CookieDecision::Set(self.shared.cookie(
-                            existing.token.to_cookie_value(),
-                            loaded,
-                            record.expires_at,
-                            now,
-                        ))
-                    } else {
-                        CookieDecision::Leave
-                    };
-                    loaded.existing = Some(Existing {
-                        version,
-                        payload: record.payload,
-                        ..existing
-                    });
-                    return Ok(decision);
-                }
-                Err(Error::Conflict) => {
-                    // Someone saved (or rotated) first: replay our changes onto
-                    // their version.
-                    backoff(attempt).await;
-                    if !self.reload(loaded, &existing).await? {
-                        return Ok(self.shared.gone(loaded));
-                    }
-                }
-                // Destroyed meanwhile: drop the changes, never resurrect.
-                Err(Error::NotFound) => return Ok(self.shared.gone(loaded)),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::TooManyConflicts { attempts })
+    /// One compare-and-set of the session with this request's changes.
+    async fn update(&self, loaded: &mut Loaded, old: &Existing) -> Result<CookieDecision, Error> {
+        let now = self.shared.clock.now();
+        let record = self.record(loaded, now)?;
+        let mode = SaveMode::Update {
+            expected_version: old.version,
+        };
+        let version = self.store.save(&old.key, &record, mode).await?;
+        let decision = if self.shared.is_permanent(loaded) || loaded.meta_changed {
+            CookieDecision::Set(self.shared.cookie(
+                old.token.to_cookie_value(),
+                loaded,
+                record.expires_at,
+                now,
+            ))
+        } else {
+            CookieDecision::Leave
+        };
+        loaded.existing = Some(Existing {
+            version,
+            payload: record.payload,
+            expires_at: record.expires_at,
+            ..old.clone()
+        });
+        Ok(decision)
     }
 
     /// Extends the deadline of an unchanged session.
@@ -373,7 +440,12 @@ impl<'a> ServerSide<'a> {
         let now = self.shared.clock.now();
         let deadline = self.shared.deadline(&loaded.meta, now);
         let alive = if self.store.capabilities().touch {
-            self.store.touch(&existing.key, deadline).await?
+            let alive = self.store.touch(&existing.key, deadline).await?;
+            loaded.existing = Some(Existing {
+                expires_at: deadline,
+                ..existing.clone()
+            });
+            alive
         } else {
             // No touch: write the loaded bytes back unchanged with the new deadline.
             let record = NewRecord {
@@ -387,6 +459,7 @@ impl<'a> ServerSide<'a> {
                 Ok(version) => {
                     loaded.existing = Some(Existing {
                         version,
+                        expires_at: deadline,
                         ..existing.clone()
                     });
                     true

@@ -10,6 +10,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::codec::{Data, Envelope, Meta};
 use crate::manager::Shared;
+use crate::queue::{Saved, Ticket};
 use crate::{Bytes, Error, SessionToken, StorageKey, Version};
 
 /// One change this request made to one key, replayed onto fresh data when a save
@@ -29,6 +30,8 @@ pub(crate) struct Existing {
     /// The payload as loaded, so a refresh without touch support can write it back
     /// without re-encoding.
     pub payload: Bytes,
+    /// The record's deadline as loaded (or as this request last saved or touched it).
+    pub expires_at: OffsetDateTime,
 }
 
 /// The session as this request sees it.
@@ -62,11 +65,40 @@ pub(crate) struct Loaded {
     /// The rotation pointer this request's cookie named, when the session was
     /// reached through one (the response must carry the new cookie).
     pub via: Option<StorageKey>,
+    /// This request's place in the manager's per-session queue (server-side
+    /// sessions named by a cookie); shared by the copies `finish` makes.
+    pub ticket: Option<Arc<Ticket>>,
 }
 
 impl Loaded {
     pub(crate) fn is_modified(&self) -> bool {
         self.cleared || !self.changes.is_empty() || self.meta_changed
+    }
+
+    /// What the manager's queue remembers after this request saved the session.
+    pub(crate) fn saved(&self) -> Option<Saved> {
+        self.existing.as_ref().map(|existing| Saved {
+            existing: existing.clone(),
+            meta: self.meta,
+            data: Arc::clone(&self.data),
+        })
+    }
+
+    /// Catches up with a save of this manager's queue that this request's load did
+    /// not see (a newer version of the same record), replaying this request's
+    /// changes onto it; otherwise leaves the session as it is.
+    pub(crate) fn catch_up(&mut self, saved: &Saved) {
+        let newer = self
+            .existing
+            .as_ref()
+            .is_some_and(|e| e.key == saved.existing.key && e.version < saved.existing.version);
+        if newer {
+            let fresh = Envelope {
+                meta: saved.meta,
+                data: Data::clone(&saved.data),
+            };
+            self.rebase(fresh, saved.existing.clone());
+        }
     }
 
     /// Replays this request's changes onto `fresh` (a concurrent writer's version).
@@ -271,10 +303,17 @@ impl Session {
         self.with_loaded(|l| l.data.is_empty()).await
     }
 
-    /// Removes every entry. Concurrent requests' later additions survive a merge;
-    /// everything present when this request loaded the session is gone.
+    /// Removes every entry. The clear takes effect when this request saves: values
+    /// other requests saved before that are cleared too, values saved after it
+    /// survive, and entries this request adds after the clear are kept.
+    ///
+    /// Clearing a session that is already empty, with nothing removed by this
+    /// request, is not a change.
     pub async fn clear(&self) -> Result<(), Error> {
         self.with_loaded(|l| {
+            if l.data.is_empty() && l.changes.is_empty() && !l.cleared {
+                return;
+            }
             l.data = Arc::default();
             l.changes.clear();
             l.cleared = true;
@@ -312,13 +351,25 @@ impl Session {
         Ok(self.inner.shared.deadline(&meta, now))
     }
 
-    /// Whether the session's deadline has passed (or it was destroyed).
+    /// Whether the session is over: destroyed by this request, or past the deadline
+    /// its record had when this request loaded it (or last saved or refreshed it),
+    /// or past its absolute deadline. Asked late in a long request, it notices an
+    /// idle deadline that passed while the request ran; a session this request
+    /// started has not expired.
     pub async fn has_expired(&self) -> Result<bool, Error> {
         if self.state().destroyed {
             return Ok(true);
         }
         let now = self.inner.shared.clock.now();
-        Ok(self.expires_at().await? <= now)
+        let (record_deadline, absolute) = self
+            .with_loaded(|l| {
+                (
+                    l.existing.as_ref().map(|e| e.expires_at),
+                    l.meta.absolute_deadline,
+                )
+            })
+            .await?;
+        Ok(absolute <= now || record_deadline.is_some_and(|d| d <= now))
     }
 
     /// Overrides the idle lifetime for this session (persisted with it), or returns
@@ -365,20 +416,9 @@ impl Session {
 }
 
 /// A decoded record plus what the manager needs to save it again.
-pub(crate) fn loaded_from_record(
-    token: SessionToken,
-    key: StorageKey,
-    version: Version,
-    payload: Bytes,
-    envelope: Envelope,
-) -> Loaded {
+pub(crate) fn loaded_from_record(existing: Existing, envelope: Envelope) -> Loaded {
     Loaded {
-        existing: Some(Existing {
-            token,
-            key,
-            version,
-            payload,
-        }),
+        existing: Some(existing),
         from_cookie: false,
         meta: envelope.meta,
         data: Arc::new(envelope.data),
@@ -386,5 +426,6 @@ pub(crate) fn loaded_from_record(
         cleared: false,
         meta_changed: false,
         via: None,
+        ticket: None,
     }
 }

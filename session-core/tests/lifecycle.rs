@@ -20,6 +20,8 @@ struct Calls {
     update: u32,
     expire: u32,
     touch: u32,
+    /// Updates answered with `Conflict`.
+    conflict: u32,
 }
 
 /// session-memory with call counting and injectable failures.
@@ -81,7 +83,11 @@ impl SessionInterface for Recording {
             }
             SaveMode::Update { .. } => self.count(|c| c.update += 1),
         }
-        self.inner.save(key, record, mode).await
+        let outcome = self.inner.save(key, record, mode).await;
+        if matches!(outcome, Err(Error::Conflict)) {
+            self.count(|c| c.conflict += 1);
+        }
+        outcome
     }
 
     async fn expire(&self, key: &StorageKey) -> Result<(), Error> {
@@ -297,25 +303,55 @@ async fn collision_draws_a_new_token() {
     assert!(matches!(f.manager.finish(&s).await, Err(Error::Collision)));
 }
 
+/// A second manager over the fixture's store: another process, as far as the
+/// per-session queue is concerned.
+fn other_process(f: &Fixture) -> SessionManager {
+    SessionManager::with_clock(
+        f.store.clone(),
+        f.manager.config().clone(),
+        f.clock.shared(),
+    )
+}
+
 #[tokio::test]
 async fn concurrent_changes_to_different_keys_both_survive() {
-    let f = fixture();
-    let cookie = new_session(&f, &[("base", 0)]).await;
-    let a = f.manager.session(Some(&cookie));
-    let b = f.manager.session(Some(&cookie));
-    // Both load the same version before either saves.
-    a.insert("a", &1).await.unwrap();
-    b.insert("b", &2).await.unwrap();
-    b.remove("base").await.unwrap();
-    assert_eq!(f.manager.finish(&a).await.unwrap(), CookieDecision::Leave);
-    assert_eq!(f.manager.finish(&b).await.unwrap(), CookieDecision::Leave);
-    let calls = f.store.take_calls();
-    assert_eq!(calls.update, 3, "{calls:?}"); // a, b (conflict), b again
-
-    let check = f.manager.session(Some(&cookie));
-    assert_eq!(check.get::<i64>("a").await.unwrap(), Some(1));
-    assert_eq!(check.get::<i64>("b").await.unwrap(), Some(2));
-    assert!(!check.contains("base").await.unwrap());
+    for processes in [1, 2] {
+        let f = fixture();
+        let cookie = new_session(&f, &[("base", 0)]).await;
+        let b_manager = if processes == 1 {
+            f.manager.clone()
+        } else {
+            other_process(&f)
+        };
+        let a = f.manager.session(Some(&cookie));
+        let b = b_manager.session(Some(&cookie));
+        // Both load the same version before either saves.
+        a.insert("a", &1).await.unwrap();
+        b.insert("b", &2).await.unwrap();
+        b.remove("base").await.unwrap();
+        assert_eq!(f.manager.finish(&a).await.unwrap(), CookieDecision::Leave);
+        assert_eq!(b_manager.finish(&b).await.unwrap(), CookieDecision::Leave);
+        let calls = f.store.take_calls();
+        if processes == 1 {
+            // The queue hands b what a saved: no conflict, no reload.
+            assert_eq!(
+                (calls.update, calls.conflict, calls.load),
+                (2, 0, 2),
+                "{calls:?}"
+            );
+        } else {
+            // a, b (conflict), b again after a reload.
+            assert_eq!(
+                (calls.update, calls.conflict, calls.load),
+                (3, 1, 3),
+                "{calls:?}"
+            );
+        }
+        let check = f.manager.session(Some(&cookie));
+        assert_eq!(check.get::<i64>("a").await.unwrap(), Some(1));
+        assert_eq!(check.get::<i64>("b").await.unwrap(), Some(2));
+        assert!(!check.contains("base").await.unwrap());
+    }
 }
 
 #[tokio::test]
@@ -801,4 +837,209 @@ async fn value_errors_name_key_and_type_but_never_quote_the_value() {
         "{err:?}"
     );
     assert!(!format!("{err:?}").contains("secret"), "{err:?}");
+}
+
+/// Runs `body` once with both requests in one manager (the per-session queue
+/// serialises them) and once with the second in another manager over the same store
+/// (another process: compare-and-set and merge).
+async fn in_one_and_two_processes<F, Fut>(body: F)
+where
+    F: Fn(Fixture, SessionManager) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for processes in [1, 2] {
+        let f = fixture();
+        let other = if processes == 1 {
+            f.manager.clone()
+        } else {
+            other_process(&f)
+        };
+        body(f, other).await;
+    }
+}
+
+#[tokio::test]
+async fn emptying_racing_an_addition_keeps_the_addition() {
+    in_one_and_two_processes(|f, other| async move {
+        let cookie = new_session(&f, &[("last", 1)]).await;
+        let a = f.manager.session(Some(&cookie));
+        let b = other.session(Some(&cookie));
+        // Tab A removes the cart's last item while tab B adds one.
+        assert!(a.remove("last").await.unwrap());
+        b.insert("added", &2).await.unwrap();
+        assert_eq!(other.finish(&b).await.unwrap(), CookieDecision::Leave);
+        // A's removal comes second: the session is not empty any more, so A saves
+        // its removal instead of removing the record.
+        assert_eq!(f.manager.finish(&a).await.unwrap(), CookieDecision::Leave);
+        let check = f.manager.session(Some(&cookie));
+        assert_eq!(check.keys().await.unwrap(), vec!["added".to_owned()]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn emptying_after_an_addition_was_merged_away_still_removes() {
+    in_one_and_two_processes(|f, other| async move {
+        let cookie = new_session(&f, &[("a", 1), ("b", 2)]).await;
+        let x = f.manager.session(Some(&cookie));
+        let y = other.session(Some(&cookie));
+        // X removes a, Y removes b: whoever saves second empties the session.
+        x.remove("a").await.unwrap();
+        y.remove("b").await.unwrap();
+        assert_eq!(other.finish(&y).await.unwrap(), CookieDecision::Leave);
+        assert_removed(&f.manager.finish(&x).await.unwrap());
+        assert!(stored(&f, &cookie).await.is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn removal_is_conditional_on_the_loaded_version() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("only", 1)]).await;
+    let s = f.manager.session(Some(&cookie));
+    s.clear().await.unwrap();
+    assert_removed(&f.manager.finish(&s).await.unwrap());
+    let calls = f.store.take_calls();
+    // One compare-and-set removal: no blind expire.
+    assert_eq!((calls.update, calls.expire), (1, 0), "{calls:?}");
+}
+
+#[tokio::test]
+async fn cycle_id_merges_a_change_saved_meanwhile() {
+    in_one_and_two_processes(|f, other| async move {
+        let old = new_session(&f, &[("cart", 1)]).await;
+        let login = f.manager.session(Some(&old));
+        let add = other.session(Some(&old));
+        login.insert("user", &7).await.unwrap();
+        login.cycle_id().await.unwrap();
+        add.insert("cart2", &2).await.unwrap();
+        // The other tab saves between the login's load and its rotation.
+        assert_eq!(other.finish(&add).await.unwrap(), CookieDecision::Leave);
+        let new = set_value(&f.manager.finish(&login).await.unwrap());
+        assert_ne!(new, old);
+        assert!(stored(&f, &old).await.is_none(), "the old id must be dead");
+        let check = f.manager.session(Some(&new));
+        assert_eq!(
+            check.keys().await.unwrap(),
+            vec!["cart".to_owned(), "cart2".to_owned(), "user".to_owned()]
+        );
+        // Exactly one live record: the loser's attempt left nothing behind.
+        assert_eq!(f.store.inner.len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cycle_id_after_logout_meanwhile_stays_logged_out() {
+    in_one_and_two_processes(|f, other| async move {
+        let old = new_session(&f, &[("cart", 1)]).await;
+        let login = f.manager.session(Some(&old));
+        login.insert("user", &7).await.unwrap();
+        login.cycle_id().await.unwrap();
+        let logout = other.session(Some(&old));
+        logout.destroy();
+        assert_removed(&other.finish(&logout).await.unwrap());
+        assert_removed(&f.manager.finish(&login).await.unwrap());
+        assert!(
+            f.store.inner.is_empty(),
+            "nothing may come back after a logout"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn clear_of_an_empty_session_is_not_a_change() {
+    let f = fixture();
+    let s = f.manager.session(None);
+    s.clear().await.unwrap();
+    assert!(!s.is_modified());
+    assert_eq!(f.manager.finish(&s).await.unwrap(), CookieDecision::Leave);
+
+    // Emptied by removals, then cleared: still a change (the removals are).
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    let s = f.manager.session(Some(&cookie));
+    s.remove("a").await.unwrap();
+    s.clear().await.unwrap();
+    assert!(s.is_modified());
+    assert_removed(&f.manager.finish(&s).await.unwrap());
+}
+
+#[tokio::test]
+async fn has_expired_notices_an_idle_deadline_passing_mid_request() {
+    let f = fixture_with(
+        SessionConfig::builder()
+            .idle_lifetime(Duration::minutes(30))
+            .build()
+            .unwrap(),
+    );
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    let s = f.manager.session(Some(&cookie));
+    assert!(!s.has_expired().await.unwrap());
+    f.clock.advance(Duration::minutes(29));
+    assert!(!s.has_expired().await.unwrap());
+    // The request is still running when its idle deadline passes.
+    f.clock.advance(Duration::minutes(1));
+    assert!(s.has_expired().await.unwrap());
+    // A session this request started has not expired.
+    let fresh = f.manager.session(None);
+    fresh.insert("x", &1).await.unwrap();
+    f.clock.advance(Duration::hours(2));
+    assert!(!fresh.has_expired().await.unwrap());
+}
+
+#[tokio::test]
+async fn one_process_queues_writers_instead_of_conflicting() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("base", 0)]).await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let manager = f.manager.clone();
+        let cookie = cookie.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = manager.session(Some(&cookie));
+            s.insert(&format!("item{i}"), &i).await.unwrap();
+            tokio::task::yield_now().await;
+            manager.finish(&s).await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), CookieDecision::Leave);
+    }
+    let calls = f.store.take_calls();
+    assert_eq!((calls.update, calls.conflict), (50, 0), "{calls:?}");
+    assert_eq!(f.manager.queued_sessions(), 0, "the queue keeps no slot");
+    let check = f.manager.session(Some(&cookie));
+    assert_eq!(check.len().await.unwrap(), 51);
+}
+
+#[tokio::test]
+async fn only_a_request_that_uses_its_session_joins_the_queue() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    let idle = f.manager.session(Some(&cookie));
+    assert_eq!(f.manager.queued_sessions(), 0);
+    assert_eq!(
+        f.manager.finish(&idle).await.unwrap(),
+        CookieDecision::Leave
+    );
+    assert_eq!(f.manager.queued_sessions(), 0);
+
+    let reader = f.manager.session(Some(&cookie));
+    let second = f.manager.session(Some(&cookie));
+    reader.get::<i64>("a").await.unwrap();
+    second.get::<i64>("a").await.unwrap();
+    assert_eq!(f.manager.queued_sessions(), 1, "one slot per session");
+    drop(reader);
+    assert_eq!(f.manager.queued_sessions(), 1);
+    drop(second);
+    assert_eq!(f.manager.queued_sessions(), 0);
+
+    // An unknown cookie takes no slot either.
+    let unknown = f
+        .manager
+        .session(Some(&SessionToken::generate().unwrap().to_cookie_value()));
+    assert!(unknown.is_empty().await.unwrap());
+    assert_eq!(f.manager.queued_sessions(), 0);
 }

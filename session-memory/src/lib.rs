@@ -201,6 +201,12 @@ impl SessionInterface for MemoryStore {
                 if entry.version != expected_version {
                     return Err(Error::Conflict);
                 }
+                if record.expires_at.unix_timestamp_nanos() <= now {
+                    // A compare-and-set removal: free the memory now rather than
+                    // at the next sweep.
+                    shard.map.remove(key);
+                    return Ok(expected_version + 1);
+                }
                 entry.payload = record.payload.clone();
                 entry.set_expires_at(record.expires_at);
                 entry.version += 1;
@@ -263,6 +269,46 @@ mod tests {
         }
         let k = StorageKey::parse(&format!("0123abcf{}", "9".repeat(56))).unwrap();
         assert_eq!(shard_index(&k), 0x0123_abcf);
+    }
+
+    #[tokio::test]
+    async fn a_removing_update_frees_the_entry_at_once() {
+        let clock = ManualClock::starting_now();
+        let store = MemoryStore::with_clock(clock.shared());
+        let now = clock.now();
+        let (k, other) = (key(), key());
+        store
+            .save(&k, &rec(now, Duration::HOUR), SaveMode::Create)
+            .await
+            .unwrap();
+        store
+            .save(&other, &rec(now, Duration::HOUR), SaveMode::Create)
+            .await
+            .unwrap();
+        let stale = store
+            .save(
+                &k,
+                &rec(now, -Duration::HOUR),
+                SaveMode::Update {
+                    expected_version: 7,
+                },
+            )
+            .await;
+        assert!(matches!(stale, Err(Error::Conflict)));
+        assert_eq!(store.len(), 2, "a conflicting removal removes nothing");
+        let v = store
+            .save(
+                &k,
+                &rec(now, Duration::ZERO),
+                SaveMode::Update {
+                    expected_version: 1,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(v, 2);
+        assert_eq!(store.len(), 1, "the removed entry is gone without a sweep");
+        assert!(store.load(&other).await.unwrap().is_some());
     }
 
     #[tokio::test]
