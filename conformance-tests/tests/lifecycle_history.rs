@@ -442,7 +442,7 @@ async fn check_histories(backend: &str, store: Arc<dyn SessionInterface>) {
         for token in &tokens {
             let s = reader.session(Some(token));
             s.destroy();
-            reader.finish(&s).await.unwrap();
+            let _removed = reader.finish(&s).await.unwrap();
         }
     }
 }
@@ -548,7 +548,7 @@ async fn fifty_concurrent_additions(backend: &str, store: Arc<dyn SessionInterfa
         "{backend}: every addition kept"
     );
     check.destroy();
-    manager.finish(&check).await.unwrap();
+    let _removed = manager.finish(&check).await.unwrap();
 }
 
 /// Opens a namespace of `harness` and runs both checks; a server that is not
