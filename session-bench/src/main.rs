@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 
 mod backends;
+mod contention;
 mod contestants;
 mod harness;
 mod manager;
@@ -41,13 +42,30 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,32")]
     pub tasks: Vec<usize>,
     /// What to measure: the store-level operations (cycle, load, update, touch,
-    /// create) and `manager` (the manager-level requests and the codec baseline).
+    /// create), `manager` (the manager-level requests and the codec baseline) and
+    /// `contention` (concurrent changes of one session, in one process and two; not
+    /// on memory, which one process owns).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "cycle,load,update,touch,create,manager"
+        default_value = "cycle,load,update,touch,create,manager,contention"
     )]
     pub ops: Vec<String>,
+    /// Rounds of the contention measurement.
+    #[arg(long, default_value_t = 20)]
+    pub contention_rounds: usize,
+    /// Internal: run as the second process of the contention measurement.
+    #[arg(long, hide = true)]
+    pub contention_child: bool,
+    /// Internal: the contention child's server URL.
+    #[arg(long, hide = true, default_value = "")]
+    pub contention_url: String,
+    /// Internal: the session the contention child changes.
+    #[arg(long, hide = true, default_value = "")]
+    pub contention_cookie: String,
+    /// Internal: the contention child's key prefix.
+    #[arg(long, hide = true, default_value = "")]
+    pub contention_tag: String,
     /// Make every session value a string instead of alternating strings and
     /// structured values.
     #[arg(long)]
@@ -121,6 +139,8 @@ pub struct Results {
     pub skipped: Vec<(Backend, String)>,
     /// Backends that failed while measuring, with the error.
     pub failed: Vec<(Backend, String)>,
+    /// The contention rows.
+    pub contention: Vec<contention::Row>,
 }
 
 /// [`Key`] with an order (the report iterates in a stable order).
@@ -195,14 +215,34 @@ fn url_var(backend: Backend) -> Option<&'static str> {
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let mut args = Args::parse();
+    if args.contention_child {
+        let backend = args
+            .backends
+            .first()
+            .and_then(|b| Backend::parse(b))
+            .ok_or("--contention-child needs one --backends")?;
+        let dir = args
+            .file_dir
+            .clone()
+            .ok_or("--contention-child needs --file-dir")?;
+        return contention::child(
+            backend,
+            &args.contention_url,
+            dir,
+            &args.contention_cookie,
+            &args.contention_tag,
+        )
+        .await;
+    }
     if args.quick {
+        args.contention_rounds = args.contention_rounds.min(2);
         args.sessions = args.sessions.min(200);
         args.duration = 0.05;
         args.warmup = 0.02;
         args.repeats = 1;
     }
     for op in &args.ops {
-        if op != "manager" && !Op::ALL.iter().any(|o| o.name() == op) {
+        if op != "manager" && op != "contention" && !Op::ALL.iter().any(|o| o.name() == op) {
             return Err(format!("unknown operation {op}").into());
         }
     }
@@ -227,11 +267,23 @@ async fn main() -> Result<(), BoxError> {
                 }
             },
         };
-        for &kib in &args.sizes {
+        let store_ops = args.ops.iter().any(|o| o != "contention");
+        for &kib in args.sizes.iter().filter(|_| store_ops) {
             if let Err(e) = measure_backend(&args, backend, &url, kib, &mut rng, &mut results).await
             {
                 eprintln!("[bench] {} {kib} KiB failed: {e}", backend.name());
                 results.failed.push((backend, format!("{kib} KiB: {e}")));
+            }
+        }
+        if args.ops.iter().any(|o| o == "contention") && backend != Backend::Memory {
+            eprintln!("[bench] {}: contention…", backend.name());
+            let base = args.file_dir.clone().unwrap_or_else(std::env::temp_dir);
+            match contention::measure(backend, &url, &base, args.contention_rounds).await {
+                Ok(rows) => results.contention.extend(rows),
+                Err(e) => {
+                    eprintln!("[bench] {} contention failed: {e}", backend.name());
+                    results.failed.push((backend, format!("contention: {e}")));
+                }
             }
         }
     }

@@ -309,7 +309,46 @@ pub fn render(args: &Args, backends: &[Backend], r: &Results) -> String {
     }
 
     manager_tables(&mut md, args, backends, &sizes, r);
+    contention_table(&mut md, args, r);
     md
+}
+
+/// The attempts concurrent changes of one session needed, in one process and two.
+fn contention_table(md: &mut String, args: &Args, r: &Results) {
+    if r.contention.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## Contention: {} concurrent changes of one session\n\n\
+         Each round starts {} requests at once that each add one value to the same \
+         session, through one `SessionManager` (one process) or split {}/{} over two \
+         processes (this binary started twice, each with its own manager, on the same \
+         store); {} rounds. An attempt is one compare-and-set `save(Update)`; a request \
+         that needed 1 met no conflict. Within one process the per-session queue \
+         orders the writers; across processes the compare-and-set decides, with the \
+         default `save_attempts` of 16. \"failed\" counts requests that gave up.\n\n\
+         | backend | processes | requests saved | attempts p50 | p99 | max | failed |\n\
+         |---|---:|---:|---:|---:|---:|---:|",
+        crate::contention::ADDS,
+        crate::contention::ADDS,
+        crate::contention::ADDS / 2,
+        crate::contention::ADDS / 2,
+        args.contention_rounds
+    );
+    for row in &r.contention {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row.backend.name(),
+            row.processes,
+            row.attempts.len(),
+            row.quantile(0.5),
+            row.quantile(0.99),
+            row.quantile(1.0),
+            row.failed
+        );
+    }
 }
 
 /// The index of a backend (for the payload-bytes map).
