@@ -24,6 +24,17 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     }
 }
 
+/// `t + d`, or the last (first) representable instant when that lies beyond it.
+/// Deadline arithmetic goes through here, so no lifetime, stored value or clock
+/// reading can make it panic.
+pub(crate) fn saturating_add(t: OffsetDateTime, d: Duration) -> OffsetDateTime {
+    t.checked_add(d).unwrap_or(if d.is_negative() {
+        time::PrimitiveDateTime::MIN.assume_utc()
+    } else {
+        time::PrimitiveDateTime::MAX.assume_utc()
+    })
+}
+
 /// A shared clock handle, as stores and the manager hold it.
 pub type SharedClock = Arc<dyn Clock>;
 
@@ -74,7 +85,7 @@ impl ManualClock {
     /// Moves the clock by `by` (which may be negative).
     pub fn advance(&self, by: Duration) {
         let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *t += by;
+        *t = saturating_add(*t, by);
     }
 
     /// Sets the clock to `to`.

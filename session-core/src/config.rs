@@ -94,6 +94,11 @@ impl Default for SessionConfig {
 }
 
 impl SessionConfig {
+    /// The longest lifetime, period or grace window `build()` accepts: ten years,
+    /// the farthest deadline the conformance suite proves every store keeps
+    /// (browsers cap a cookie's `Max-Age` at 400 days anyway).
+    pub const MAX_LIFETIME: Duration = Duration::days(3652);
+
     /// A builder starting from the defaults.
     pub fn builder() -> SessionConfigBuilder {
         SessionConfigBuilder(Self::default())
@@ -276,6 +281,16 @@ impl SessionConfigBuilder {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
             if !ok {
                 return Err(ConfigError::CookieDomain(d.clone()));
+            }
+        }
+        for (which, value) in [
+            ("idle lifetime", Some(c.idle_lifetime)),
+            ("absolute lifetime", Some(c.absolute_lifetime)),
+            ("rotation period", c.rotate_every),
+            ("rotation grace", Some(c.rotation_grace)),
+        ] {
+            if value.is_some_and(|v| v > SessionConfig::MAX_LIFETIME) {
+                return Err(ConfigError::LifetimeTooLong { which });
             }
         }
         if c.idle_lifetime <= Duration::ZERO {

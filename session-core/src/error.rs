@@ -228,6 +228,14 @@ pub enum ConfigError {
         /// `"rotation grace"`.
         which: &'static str,
     },
+    /// A lifetime, period or grace window is longer than
+    /// [`SessionConfig::MAX_LIFETIME`](crate::SessionConfig::MAX_LIFETIME).
+    #[error("{which} must be at most 10 years")]
+    LifetimeTooLong {
+        /// `"idle lifetime"`, `"absolute lifetime"`, `"rotation period"` or
+        /// `"rotation grace"`.
+        which: &'static str,
+    },
     /// The absolute lifetime is shorter than the idle lifetime.
     #[error("absolute lifetime must not be shorter than the idle lifetime")]
     AbsoluteShorterThanIdle,

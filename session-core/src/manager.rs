@@ -8,6 +8,7 @@ use cookie::Cookie;
 use time::OffsetDateTime;
 
 use crate::client_side::{ClientSide, CookieSealer, MAX_SET_COOKIE_BYTES};
+use crate::clock::saturating_add;
 use crate::codec::{Envelope, Meta};
 use crate::config::SameSite;
 use crate::queue::Queue;
@@ -215,32 +216,41 @@ impl SessionManager {
         }
     }
 
-    /// The session for a request with these `Cookie` header values: the first
-    /// cookie with the configured name whose value is a well-formed token wins.
+    /// The session for a request with these `Cookie` header values. Several
+    /// cookies may carry the configured name (one planted by a sibling subdomain,
+    /// say); the first *usable* one wins, so a planted garbage value can neither
+    /// make the request anonymous nor get the real cookie removed:
+    ///
+    /// - server-side: the first value that is a well-formed token;
+    /// - client-side: the only value as it is (opened lazily, when first used), or
+    ///   of several the first that the sealer opens.
+    ///
+    /// When no value is usable the request has no session, and a cookie to remove.
     pub fn session_from_cookie_headers<'a>(
         &self,
         headers: impl IntoIterator<Item = &'a str>,
     ) -> Session {
         let name = self.shared.config.cookie_name();
-        let server = matches!(self.shared.backend, Backend::Server(_));
-        let mut seen = false;
-        let mut token = None;
-        'outer: for header in headers {
-            for c in Cookie::split_parse(header).flatten() {
-                if c.name() == name {
-                    seen = true;
-                    // Client-side values are checked when opened; the first one wins.
-                    if !server || SessionToken::parse(c.value()).is_some() {
-                        token = Some(c.value().to_owned());
-                        break 'outer;
-                    }
-                }
+        let candidates: Vec<String> = headers
+            .into_iter()
+            .flat_map(|header| Cookie::split_parse(header).flatten())
+            .filter(|c| c.name() == name)
+            .map(|c| c.value().to_owned())
+            .collect();
+        let chosen = match &self.shared.backend {
+            Backend::Server(_) => candidates.iter().find(|v| SessionToken::parse(v).is_some()),
+            Backend::Client(_) if candidates.len() == 1 => candidates.first(),
+            Backend::Client(sealer) => {
+                let now = self.shared.clock.now();
+                candidates
+                    .iter()
+                    .find(|v| sealer.open(name, v, now).is_some())
             }
-        }
-        match token {
-            Some(t) => self.session(Some(&t)),
+        };
+        match chosen {
+            Some(value) => self.session(Some(value)),
             // A cookie that was present but unusable is still a cookie to remove.
-            None if seen => self.session(Some("")),
+            None if !candidates.is_empty() => self.session(Some("")),
             None => self.session(None),
         }
     }
@@ -331,7 +341,7 @@ impl Shared {
             from_cookie: false,
             meta: Meta {
                 created_at: now,
-                absolute_deadline: now + self.config.absolute_lifetime(),
+                absolute_deadline: saturating_add(now, self.config.absolute_lifetime()),
                 idle: None,
                 permanent: None,
                 id_issued_at: now,
@@ -348,7 +358,7 @@ impl Shared {
     /// Expiry = min(last activity + idle lifetime, created + absolute lifetime).
     pub(crate) fn deadline(&self, meta: &Meta, now: OffsetDateTime) -> OffsetDateTime {
         let idle = meta.idle.unwrap_or(self.config.idle_lifetime());
-        (now + idle).min(meta.absolute_deadline)
+        saturating_add(now, idle).min(meta.absolute_deadline)
     }
 
     /// Encodes the session, enforcing the payload limit.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use crate::clock::saturating_add;
 use crate::codec::{Envelope, Stored};
 use crate::manager::{CookieDecision, Shared};
 use crate::rotation;
@@ -323,7 +324,7 @@ impl<'a> ServerSide<'a> {
                     payload: Bytes::from(Stored::encode_forward(&rotation::mask(
                         &new.token, &old.token,
                     ))),
-                    expires_at: (now + self.shared.config.rotation_grace())
+                    expires_at: saturating_add(now, self.shared.config.rotation_grace())
                         .min(self.shared.deadline(&loaded.meta, now)),
                 }
             }

@@ -373,10 +373,14 @@ impl Session {
     }
 
     /// Overrides the idle lifetime for this session (persisted with it), or returns
-    /// to the configured one with `None`. The absolute lifetime still caps it.
-    /// Non-positive durations are treated as `None`.
+    /// to the configured one with `None`. The absolute lifetime still caps it, so a
+    /// longer value is kept as [`SessionConfig::MAX_LIFETIME`](crate::SessionConfig::MAX_LIFETIME)
+    /// (which no absolute lifetime exceeds). Non-positive durations are treated as
+    /// `None`.
     pub async fn set_idle_lifetime(&self, lifetime: Option<Duration>) -> Result<(), Error> {
-        let lifetime = lifetime.filter(|d| d.is_positive());
+        let lifetime = lifetime
+            .filter(|d| d.is_positive())
+            .map(|d| d.min(crate::SessionConfig::MAX_LIFETIME));
         self.with_loaded(|l| {
             if l.meta.idle != lifetime {
                 l.meta.idle = lifetime;

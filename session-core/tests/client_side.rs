@@ -160,3 +160,38 @@ async fn a_session_too_big_for_a_cookie_is_a_typed_error() {
     s.insert("big", &"x".repeat(2000)).await.unwrap();
     set(m.finish(&s).await.unwrap());
 }
+
+#[tokio::test]
+async fn the_first_cookie_that_opens_wins_over_planted_garbage() {
+    let (_, m) = manager(SessionConfig::default());
+    let s = m.session(None);
+    s.insert("user", "ada").await.unwrap();
+    let real = set(m.finish(&s).await.unwrap());
+    // A sibling subdomain planted `session_id=garbage`; the browser sends both, in
+    // either order, in one header or two.
+    let headers: [Vec<String>; 3] = [
+        vec![format!("session_id=garbage; session_id={real}")],
+        vec![format!("session_id={real}; session_id=garbage")],
+        vec![
+            "other=1; session_id=garbage".to_owned(),
+            format!("session_id={real}"),
+        ],
+    ];
+    for h in headers {
+        let s = m.session_from_cookie_headers(h.iter().map(String::as_str));
+        assert_eq!(
+            s.get::<String>("user").await.unwrap().as_deref(),
+            Some("ada"),
+            "{h:?}"
+        );
+        // No removal cookie: the real session is not logged out.
+        assert_eq!(m.finish(&s).await.unwrap(), CookieDecision::Leave, "{h:?}");
+    }
+    // Only garbage: no session, and the garbage is removed.
+    let s = m.session_from_cookie_headers(["session_id=garbage; session_id=more"]);
+    assert!(!s.exists().await.unwrap());
+    assert!(matches!(
+        m.finish(&s).await.unwrap(),
+        CookieDecision::Remove(_)
+    ));
+}
