@@ -207,7 +207,9 @@ fn open_record(
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(None),
         Err(Errno::LOOP) => return Err(malformed("record path is a symbolic link")),
-        Err(Errno::ISDIR) => return Err(malformed("record path is not a regular file")),
+        Err(Errno::ISDIR | Errno::NXIO) => {
+            return Err(malformed("record path is not a regular file"));
+        }
         Err(e) => return Err(fs_error("open record", e)),
     };
     let st = rustix::fs::fstat(&fd).map_err(|e| fs_error("stat record", e))?;
