@@ -160,6 +160,11 @@ impl<'a> OsLock<'a> {
             if FileType::from_raw_mode(held.st_mode) != FileType::RegularFile {
                 return Err(malformed("lock path is not a regular file"));
             }
+            // Someone else's file is never locked (its owner could hold the lock
+            // forever, or have linked it to a file of theirs).
+            if !crate::trust::owned_by_this_user(&held) {
+                return Err(malformed("lock file is owned by another user"));
+            }
             match rustix::fs::flock(&fd, op) {
                 Ok(()) => {}
                 Err(Errno::WOULDBLOCK) if !wait => return Ok(None),

@@ -54,6 +54,16 @@ fn files(dir: &Path) -> Vec<(String, PathBuf)> {
     out
 }
 
+/// `mkdir -p` with mode 0700 whatever the umask: a shard directory its group can
+/// write to would be refused by the store (see tests/ownership.rs).
+fn private_dir(path: impl AsRef<Path>) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -337,7 +347,7 @@ async fn planted_lock(planted: Planted, mode: TouchMode) {
             break other;
         }
     };
-    fs::create_dir_all(dir.join(&lonely.as_str()[..2])).unwrap();
+    private_dir(dir.join(&lonely.as_str()[..2])).unwrap();
     planted.plant(
         &dir.join(&lonely.as_str()[..2])
             .join(format!("{}.lock", lonely.as_str())),
@@ -368,7 +378,7 @@ async fn planted_record(planted: Planted, mode: TouchMode) {
     let (_tmp, dir, store, clock, outside) = hostile_fixture(mode).await;
     let far = clock.now() + Duration::hours(1);
     let k = SessionToken::generate().unwrap().storage_key();
-    fs::create_dir_all(dir.join(&k.as_str()[..2])).unwrap();
+    private_dir(dir.join(&k.as_str()[..2])).unwrap();
     let path = dir.join(&k.as_str()[..2]).join(k.as_str());
     planted.plant(&path, &outside);
     let record = NewRecord {
