@@ -19,6 +19,7 @@ use session_core::{Bytes, ConfigError, DecodeError, Error, StorageKey, StoredRec
 
 use crate::format::{self, HEADER_LEN, Header};
 use crate::layout;
+use crate::trust;
 
 /// A failed file-system call, with the step that failed, as the `source` of
 /// [`Error::Backend`].
@@ -65,12 +66,30 @@ const FILE_MODE: u32 = 0o600;
 const SHARDS: usize = 256;
 
 /// The store's directory: its descriptor and lazily opened shard descriptors.
-#[derive(Debug)]
 pub(crate) struct Root {
     path: PathBuf,
     fd: OwnedFd,
-    /// Shard directories, opened once and kept: saves one `openat` per operation.
+    /// The operator accepts directories of other owners and group-writable ones
+    /// (see [`trust`]).
+    shared: bool,
+    /// Shard directories, opened and checked once, then kept: saves one `openat`
+    /// and one `fstat` per operation. No one but their owner or root can change
+    /// their owner or mode afterwards.
     shards: Box<[OnceLock<OwnedFd>]>,
+}
+
+impl std::fmt::Debug for Root {
+    // Not derived: 256 shard cells would flood every `Debug` of the store.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Root")
+            .field("path", &self.path)
+            .field("shared", &self.shared)
+            .field(
+                "open_shards",
+                &self.shards.iter().filter(|c| c.get().is_some()).count(),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 fn invalid_dir(reason: String) -> Error {
@@ -81,8 +100,10 @@ fn invalid_dir(reason: String) -> Error {
 }
 
 impl Root {
-    /// Opens (creating with mode 0700 if missing) and validates the store directory.
-    pub fn open(path: &Path) -> Result<Self, Error> {
+    /// Opens (creating with mode 0700 if missing) and validates the store directory:
+    /// its owner and mode (see [`trust`]; `shared` is the operator's opt-in) and that
+    /// this process can write to it.
+    pub fn open(path: &Path, shared: bool) -> Result<Self, Error> {
         if path.as_os_str().is_empty() {
             return Err(invalid_dir("the path is empty".into()));
         }
@@ -105,14 +126,10 @@ impl Root {
                 path.display()
             ))
         })?;
+        // fstat of the opened descriptor: what is checked is what is used.
         let st = rustix::fs::fstat(&fd).map_err(|e| fs_error("stat store directory", e))?;
-        // Anyone could plant or swap records in a world-writable directory.
-        if st.st_mode & 0o002 != 0 {
-            return Err(invalid_dir(format!(
-                "{} is world-writable; use a directory only the server's user can write",
-                path.display()
-            )));
-        }
+        trust::check_dir(&st, shared, || path.to_owned())
+            .map_err(|e| invalid_dir(e.to_string()))?;
         rustix::fs::accessat(
             &fd,
             ".",
@@ -123,6 +140,7 @@ impl Root {
         Ok(Self {
             path: path.to_owned(),
             fd,
+            shared,
             shards: (0..SHARDS).map(|_| OnceLock::new()).collect(),
         })
     }
@@ -138,7 +156,8 @@ impl Root {
     }
 
     /// The shard directory of `key`, or `None` if it does not exist (nothing was
-    /// ever stored there).
+    /// ever stored there). A shard directory another user owns or can write to is
+    /// refused with an [`UntrustedDirectory`](trust::UntrustedDirectory) error.
     pub fn shard(&self, key: &StorageKey) -> Result<Option<BorrowedFd<'_>>, Error> {
         self.shard_by_index(layout::shard_index(key), false)
     }
@@ -185,6 +204,10 @@ impl Root {
             }
             Err(e) => return Err(fs_error("open shard directory", e)),
         };
+        // Checked when first used (and then kept): a shard directory planted after
+        // the store was opened is refused like a planted store directory.
+        let st = rustix::fs::fstat(&fd).map_err(|e| fs_error("stat shard directory", e))?;
+        trust::check_dir(&st, self.shared, || self.path.join(&name)).map_err(Error::backend)?;
         if created {
             rustix::fs::fsync(&self.fd).map_err(|e| fs_error("sync store directory", e))?;
         }
@@ -193,8 +216,9 @@ impl Root {
 }
 
 /// Opens a record for reading (or also writing), refusing anything but a regular
-/// file. `Ok(None)`: no record. A symlink, directory, FIFO or device where the
-/// record belongs is a decode error for this key.
+/// file of this process's user. `Ok(None)`: no record. A symlink, directory, FIFO,
+/// socket or device where the record belongs, or a file another user owns, is a
+/// decode error for this key.
 fn open_record(
     shard: BorrowedFd<'_>,
     key: &StorageKey,
@@ -207,12 +231,18 @@ fn open_record(
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(None),
         Err(Errno::LOOP) => return Err(malformed("record path is a symbolic link")),
-        Err(Errno::ISDIR) => return Err(malformed("record path is not a regular file")),
+        Err(Errno::ISDIR | Errno::NXIO) => {
+            return Err(malformed("record path is not a regular file"));
+        }
         Err(e) => return Err(fs_error("open record", e)),
     };
     let st = rustix::fs::fstat(&fd).map_err(|e| fs_error("stat record", e))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(malformed("record path is not a regular file"));
+    }
+    // Not written by this store: a planted session, never returned as one.
+    if !trust::owned_by_this_user(&st) {
+        return Err(malformed("record file is owned by another user"));
     }
     Ok(Some((File::from(fd), st.st_size as u64)))
 }

@@ -19,7 +19,7 @@ use std::fmt;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, Weak};
 
-use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 use session_core::{DecodeError, Error, StorageKey};
 use tokio::sync::OwnedMutexGuard;
@@ -28,6 +28,10 @@ use crate::fsio::fs_error;
 use crate::layout;
 
 type KeyMutex = tokio::sync::Mutex<()>;
+
+fn malformed(reason: &'static str) -> Error {
+    Error::Decode(DecodeError::Malformed { reason })
+}
 
 const LOCK_SHARDS: usize = 64;
 /// A map shard is cleaned of unused entries once it has this many (or twice its
@@ -131,27 +135,42 @@ impl<'a> OsLock<'a> {
             FlockOperation::NonBlockingLockExclusive
         };
         loop {
+            // NONBLOCK: opening a FIFO planted as the lock file would otherwise wait
+            // for a writer forever (it does not make `flock` non-blocking; `op`
+            // decides that).
             let fd = rustix::fs::openat(
                 shard,
                 &name,
-                OFlags::RDONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                OFlags::RDONLY
+                    | OFlags::CREATE
+                    | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
+                    | OFlags::NOCTTY
+                    | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o600),
             )
             .map_err(|e| match e {
-                // A symlink planted as the lock file: never followed, and reported
-                // for this key only, like a malformed record.
-                Errno::LOOP => Error::Decode(DecodeError::Malformed {
-                    reason: "lock path is a symbolic link",
-                }),
+                // Something planted as the lock file: never followed or used, and
+                // reported for this key only, like a malformed record.
+                Errno::LOOP => malformed("lock path is a symbolic link"),
+                Errno::ISDIR | Errno::NXIO => malformed("lock path is not a regular file"),
                 e => fs_error("open lock file", e),
             })?;
+            let held = rustix::fs::fstat(&fd).map_err(|e| fs_error("stat lock file", e))?;
+            if FileType::from_raw_mode(held.st_mode) != FileType::RegularFile {
+                return Err(malformed("lock path is not a regular file"));
+            }
+            // Someone else's file is never locked (its owner could hold the lock
+            // forever, or have linked it to a file of theirs).
+            if !crate::trust::owned_by_this_user(&held) {
+                return Err(malformed("lock file is owned by another user"));
+            }
             match rustix::fs::flock(&fd, op) {
                 Ok(()) => {}
                 Err(Errno::WOULDBLOCK) if !wait => return Ok(None),
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(fs_error("lock key", e)),
             }
-            let held = rustix::fs::fstat(&fd).map_err(|e| fs_error("stat lock file", e))?;
             match rustix::fs::statat(shard, &name, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(now) if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino) => {
                     return Ok(Some(Self { shard, name, fd }));

@@ -45,6 +45,7 @@ pub struct FileStoreBuilder {
     touch_mode: TouchMode,
     sweep_batch: usize,
     max_payload_bytes: usize,
+    allow_shared_directory: bool,
 }
 
 impl FileStoreBuilder {
@@ -76,10 +77,29 @@ impl FileStoreBuilder {
         self
     }
 
+    /// Accepts a store directory, and shard directories, that another user owns
+    /// or that its group can write to (default `false`: refused).
+    ///
+    /// By default the store uses only directories owned by the process's
+    /// effective user (or root) that no other user can write to, because whoever
+    /// can write to them can plant a record under a token of their choosing and be
+    /// signed in as anyone. Opt in only when the directory's owner and group are
+    /// trusted like the server itself — e.g. a volume mounted `root:app 2770`, or
+    /// a directory provisioned by a deploy user. A directory every user can write
+    /// to is refused even then, and record and lock files owned by another user
+    /// are never used either way (see the crate documentation, "Ownership").
+    pub fn allow_shared_directory(mut self, allow: bool) -> Self {
+        self.allow_shared_directory = allow;
+        self
+    }
+
     /// Validates the settings and the directory and opens the store. The
     /// directory is created (mode 0700, with missing parents) if absent; it must be
-    /// a writable directory that is not world-writable. Failures are
-    /// [`Error::Config`] with [`ConfigError::Invalid`].
+    /// a writable directory, owned by this process's effective user or root and
+    /// not writable by group or others (unless
+    /// [`allow_shared_directory`](Self::allow_shared_directory); never writable by
+    /// others). Failures are [`Error::Config`] with [`ConfigError::Invalid`], whose
+    /// reason names the path and the problem.
     pub async fn open(self) -> Result<FileStore, Error> {
         let invalid = |setting, reason: &str| {
             Error::Config(ConfigError::Invalid {
@@ -96,8 +116,8 @@ impl FileStoreBuilder {
                 "must be at least 1 byte",
             ));
         }
-        let dir = self.dir.clone();
-        let root = run_blocking(move || Root::open(&dir)).await?;
+        let (dir, shared) = (self.dir.clone(), self.allow_shared_directory);
+        let root = run_blocking(move || Root::open(&dir, shared)).await?;
         Ok(FileStore {
             inner: Arc::new(Inner {
                 root,
@@ -147,7 +167,8 @@ where
 
 impl FileStore {
     /// Opens a store in `dir` with the default settings (system clock, in-place
-    /// touch). Same as `FileStore::builder(dir).open()`.
+    /// touch, only a directory of this process's user or root that no one else can
+    /// write to). Same as `FileStore::builder(dir).open()`.
     pub async fn open(dir: impl Into<PathBuf>) -> Result<Self, Error> {
         Self::builder(dir).open().await
     }
@@ -160,6 +181,7 @@ impl FileStore {
             touch_mode: TouchMode::default(),
             sweep_batch: DEFAULT_SWEEP_BATCH,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            allow_shared_directory: false,
         }
     }
 

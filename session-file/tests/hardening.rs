@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use session_core::time::{Duration, OffsetDateTime};
 use session_core::{
-    Bytes, CookieDecision, ManualClock, NewRecord, SaveMode, SessionConfig, SessionInterface,
-    SessionManager, SessionToken, StorageKey, TOKEN_BYTES,
+    Bytes, Clock, CookieDecision, ManualClock, NewRecord, SaveMode, SessionConfig,
+    SessionInterface, SessionManager, SessionToken, StorageKey, TOKEN_BYTES,
 };
 use session_file::{FileStore, TouchMode};
 
@@ -52,6 +52,16 @@ fn files(dir: &Path) -> Vec<(String, PathBuf)> {
         }
     }
     out
+}
+
+/// `mkdir -p` with mode 0700 whatever the umask: a shard directory its group can
+/// write to would be refused by the store (see tests/ownership.rs).
+fn private_dir(path: impl AsRef<Path>) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -206,4 +216,193 @@ async fn touch_moves_the_deadline_even_from_a_slot_at_the_maximum_sequence() {
             );
         }
     }
+}
+
+/// How long one hostile-path case may take. Each takes milliseconds; a regression
+/// that blocks (a FIFO opened without `O_NONBLOCK` waits for a writer forever)
+/// fails the test at this limit instead of stalling the whole run.
+const HANG_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Runs `f` on a thread of its own with a current-thread runtime and fails the
+/// test if it has not finished within [`HANG_LIMIT`]. A hung thread is left
+/// behind (it blocks in a system call no one can interrupt); the test binary exits
+/// all the same.
+fn finishes<F>(what: String, f: impl FnOnce() -> F + Send + 'static) -> F::Output
+where
+    F: std::future::Future,
+    F::Output: Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let _ = tx.send(rt.block_on(f()));
+    });
+    match rx.recv_timeout(HANG_LIMIT) {
+        Ok(out) => out,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: still blocked after {HANG_LIMIT:?}")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
+    }
+}
+
+/// What a hostile local user (or a stray tool) can leave where a store file
+/// belongs.
+#[derive(Debug, Clone, Copy)]
+enum Planted {
+    Fifo,
+    Directory,
+    Symlink,
+    Socket,
+}
+
+impl Planted {
+    fn plant(self, at: &Path, outside: &Path) {
+        match self {
+            Planted::Fifo => {
+                let status = std::process::Command::new("mkfifo")
+                    .arg(at)
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "mkfifo {at:?}");
+            }
+            Planted::Directory => fs::create_dir(at).unwrap(),
+            Planted::Symlink => std::os::unix::fs::symlink(outside, at).unwrap(),
+            // The listener is dropped at once; the socket file stays (and opening
+            // it fails with ENXIO).
+            Planted::Socket => drop(std::os::unix::net::UnixListener::bind(at).unwrap()),
+        }
+    }
+}
+
+fn is_decode(r: &Result<impl std::fmt::Debug, session_core::Error>) -> bool {
+    matches!(r, Err(session_core::Error::Decode(_)))
+}
+
+/// Regression for issue #20, item 2: a FIFO planted as a key's *lock* file hung
+/// every operation that locks the key (save, touch, expire) and the sweeper —
+/// `<key>.lock` was opened without `O_NONBLOCK`, and opening a FIFO for reading
+/// waits for a writer. A directory there made `delete_expired` fail for the whole
+/// store. Now anything but a regular file at the lock path is refused for that key
+/// (a decode error, like a malformed record), quickly; the sweep skips the key.
+/// Record paths (already opened non-blocking) are checked the same way, with the
+/// same time limit. A Unix socket is refused at both places too.
+#[test]
+fn non_regular_files_at_lock_and_record_paths_are_refused_without_hanging() {
+    for planted in [
+        Planted::Fifo,
+        Planted::Directory,
+        Planted::Symlink,
+        Planted::Socket,
+    ] {
+        for mode in [TouchMode::InPlace, TouchMode::Rewrite] {
+            finishes(format!("{planted:?} as lock file, {mode:?}"), move || {
+                planted_lock(planted, mode)
+            });
+            finishes(format!("{planted:?} as record, {mode:?}"), move || {
+                planted_record(planted, mode)
+            });
+        }
+    }
+}
+
+/// A store in a fresh directory, a file outside it (the target of planted
+/// symlinks, which must never change) and its contents.
+async fn hostile_fixture(
+    mode: TouchMode,
+) -> (tempfile::TempDir, PathBuf, FileStore, ManualClock, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let outside = tmp.path().join("outside");
+    fs::write(&outside, b"not a session").unwrap();
+    let clock = ManualClock::starting_now();
+    let store = FileStore::builder(&dir)
+        .clock(clock.shared())
+        .touch_mode(mode)
+        .open()
+        .await
+        .unwrap();
+    (tmp, dir, store, clock, outside)
+}
+
+async fn planted_lock(planted: Planted, mode: TouchMode) {
+    let (_tmp, dir, store, clock, outside) = hostile_fixture(mode).await;
+    let far = clock.now() + Duration::hours(1);
+    let k = SessionToken::generate().unwrap().storage_key();
+    let shard = dir.join(&k.as_str()[..2]);
+    let record = NewRecord {
+        payload: Bytes::from_static(b"live"),
+        expires_at: far,
+    };
+    store.save(&k, &record, SaveMode::Create).await.unwrap();
+    let lock = shard.join(format!("{}.lock", k.as_str()));
+    fs::remove_file(&lock).unwrap();
+    planted.plant(&lock, &outside);
+    // A key whose only file is the planted lock: the sweeper looks at it too.
+    let lonely = loop {
+        let other = SessionToken::generate().unwrap().storage_key();
+        if other.as_str()[..2] != k.as_str()[..2] {
+            break other;
+        }
+    };
+    private_dir(dir.join(&lonely.as_str()[..2])).unwrap();
+    planted.plant(
+        &dir.join(&lonely.as_str()[..2])
+            .join(format!("{}.lock", lonely.as_str())),
+        &outside,
+    );
+
+    // Loads take no lock: the record itself is fine.
+    assert_eq!(store.load(&k).await.unwrap().unwrap().payload, "live");
+    let update = SaveMode::Update {
+        expected_version: 1,
+    };
+    let r = store.save(&k, &record, update).await;
+    assert!(is_decode(&r), "{planted:?}: save: {r:?}");
+    let r = store.save(&lonely, &record, SaveMode::Create).await;
+    assert!(is_decode(&r), "{planted:?}: create: {r:?}");
+    let r = store.touch(&k, far).await;
+    assert!(is_decode(&r), "{planted:?}: touch: {r:?}");
+    let r = store.expire(&k).await;
+    assert!(is_decode(&r), "{planted:?}: expire: {r:?}");
+    // The sweep skips the keys (live or dead) and finishes.
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    clock.advance(Duration::hours(2));
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    assert_eq!(fs::read(&outside).unwrap(), b"not a session");
+}
+
+async fn planted_record(planted: Planted, mode: TouchMode) {
+    let (_tmp, dir, store, clock, outside) = hostile_fixture(mode).await;
+    let far = clock.now() + Duration::hours(1);
+    let k = SessionToken::generate().unwrap().storage_key();
+    private_dir(dir.join(&k.as_str()[..2])).unwrap();
+    let path = dir.join(&k.as_str()[..2]).join(k.as_str());
+    planted.plant(&path, &outside);
+    let record = NewRecord {
+        payload: Bytes::from_static(b"new"),
+        expires_at: far,
+    };
+
+    let r = store.load(&k).await;
+    assert!(is_decode(&r), "{planted:?}: load: {r:?}");
+    let r = store.save(&k, &record, SaveMode::Create).await;
+    assert!(is_decode(&r), "{planted:?}: create: {r:?}");
+    let r = store.touch(&k, far).await;
+    assert!(is_decode(&r), "{planted:?}: touch: {r:?}");
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    // Expire removes a planted FIFO or symlink (never what a symlink points to);
+    // a directory it cannot remove is an error, not a hang.
+    let r = store.expire(&k).await;
+    match planted {
+        Planted::Directory => assert!(r.is_err(), "{planted:?}: expire: {r:?}"),
+        _ => {
+            r.unwrap();
+            assert!(fs::symlink_metadata(&path).is_err(), "{planted:?} left");
+            assert_eq!(store.load(&k).await.unwrap(), None);
+        }
+    }
+    assert_eq!(fs::read(&outside).unwrap(), b"not a session");
 }

@@ -30,6 +30,16 @@ fn record_path(dir: &Path, key: &StorageKey) -> PathBuf {
     dir.join(&key.as_str()[..2]).join(key.as_str())
 }
 
+/// `mkdir -p` with mode 0700 whatever the umask: a shard directory its group can
+/// write to would be refused by the store (see tests/ownership.rs).
+fn private_dir(path: impl AsRef<Path>) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
 fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -526,7 +536,7 @@ async fn hostile_directory_contents() {
 
     // An empty file and a future format version where records belong.
     let empty = key();
-    fs::create_dir_all(dir.join(&empty.as_str()[..2])).unwrap();
+    private_dir(dir.join(&empty.as_str()[..2])).unwrap();
     fs::write(record_path(&dir, &empty), b"").unwrap();
     let future = key();
     store
@@ -539,7 +549,7 @@ async fn hostile_directory_contents() {
 
     // A symlinked record, a symlinked temp file, a symlinked lock file.
     let linked = key();
-    fs::create_dir_all(dir.join(&linked.as_str()[..2])).unwrap();
+    private_dir(dir.join(&linked.as_str()[..2])).unwrap();
     symlink(&target, record_path(&dir, &linked)).unwrap();
     let tmp_linked = key();
     store
@@ -551,7 +561,7 @@ async fn hostile_directory_contents() {
         .join(format!("{tmp_linked}.tmp"));
     symlink(&target, &tmp_path).unwrap();
     let lock_linked = key();
-    fs::create_dir_all(dir.join(&lock_linked.as_str()[..2])).unwrap();
+    private_dir(dir.join(&lock_linked.as_str()[..2])).unwrap();
     symlink(
         &target,
         dir.join(&lock_linked.as_str()[..2])
@@ -560,9 +570,9 @@ async fn hostile_directory_contents() {
     .unwrap();
     // A directory and a FIFO where a record belongs (the FIFO must not hang a load).
     let as_dir = key();
-    fs::create_dir_all(record_path(&dir, &as_dir)).unwrap();
+    private_dir(record_path(&dir, &as_dir)).unwrap();
     let fifo = key();
-    fs::create_dir_all(dir.join(&fifo.as_str()[..2])).unwrap();
+    private_dir(dir.join(&fifo.as_str()[..2])).unwrap();
     let status = std::process::Command::new("mkfifo")
         .arg(record_path(&dir, &fifo))
         .status()
