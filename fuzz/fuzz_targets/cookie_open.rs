@@ -12,8 +12,8 @@ use session_core::time::OffsetDateTime;
 
 static SEALERS: LazyLock<(SignedCookies, EncryptedCookies)> = LazyLock::new(|| {
     let ring = KeyRing::from_keys([
-        Key::new("k", [1u8; 32]).unwrap(),
-        Key::new("old", [2u8; 32]).unwrap(),
+        Key::generate("k").unwrap(),
+        Key::generate("old").unwrap(),
     ])
     .unwrap();
     (

@@ -9,7 +9,7 @@ use session_core::{SessionToken, StorageKey};
 use session_crypto::{Key, KeyRing, open_record, record_key_id};
 
 static RING: LazyLock<(KeyRing, StorageKey)> = LazyLock::new(|| {
-    let ring = KeyRing::new(Key::new("k", [1u8; 32]).unwrap());
+    let ring = KeyRing::new(Key::generate("k").unwrap());
     (ring, SessionToken::generate().unwrap().storage_key())
 });
 

@@ -144,7 +144,7 @@ fn split_header(bytes: &[u8]) -> Option<(usize, &[u8], i64)> {
 /// use session_core::{CookieSealer, time::{Duration, OffsetDateTime}};
 /// use session_crypto::{Key, KeyRing};
 ///
-/// let sealer = SignedCookies::new(KeyRing::new(Key::new("k7", [3u8; 32])?));
+/// let sealer = SignedCookies::new(KeyRing::new(Key::generate("k7")?));
 /// let value = sealer.seal("session_id", b"{}", OffsetDateTime::now_utc() + Duration::hours(1))?;
 /// assert_eq!(sealed_key_id(&value).as_deref(), Some("k7"));
 /// assert_eq!(sealed_key_id("garbage"), None);

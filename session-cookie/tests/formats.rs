@@ -9,6 +9,7 @@ use session_cookie::{
 };
 use session_core::CookieSealer;
 use session_core::time::{Duration, OffsetDateTime};
+use sha2::{Digest, Sha256};
 use time::macros::datetime;
 
 /// The cookie name every value here is sealed for (authenticated, not stored).
@@ -23,6 +24,12 @@ const ENCRYPTED_KAT: &str = "AgVrYXQtMQAAAbjaxbQAQEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZ
 
 fn kat_ring() -> KeyRing {
     KeyRing::new(Key::new("kat-1", (0u8..32).collect::<Vec<_>>()).unwrap())
+}
+
+/// A fixed, high-entropy secret per number: SHA-256 of a label (stable keys
+/// that pass the weak-secret check).
+fn secret(n: u8) -> [u8; 32] {
+    Sha256::digest(format!("session-cookie test key {n}")).into()
 }
 
 fn before_deadline() -> OffsetDateTime {
@@ -57,7 +64,7 @@ fn known_answer_encrypted() {
 
 #[test]
 fn layout_of_fresh_values() {
-    let ring = KeyRing::new(Key::new("abc", [9u8; 32]).unwrap());
+    let ring = KeyRing::new(Key::new("abc", secret(9)).unwrap());
     let deadline = datetime!(2030-01-01 0:00:00.123_456 UTC);
     let header = |format: u8| {
         let mut h = vec![format, 3, b'a', b'b', b'c'];
@@ -93,7 +100,7 @@ fn layout_of_fresh_values() {
 /// A value of one format never opens as the other, even under the same key.
 #[test]
 fn formats_do_not_cross() {
-    let ring = KeyRing::new(Key::new("k", [5u8; 32]).unwrap());
+    let ring = KeyRing::new(Key::new("k", secret(5)).unwrap());
     let signed = SignedCookies::new(ring.clone());
     let encrypted = EncryptedCookies::new(ring);
     let now = OffsetDateTime::now_utc();
@@ -115,7 +122,7 @@ fn formats_do_not_cross() {
 
 #[test]
 fn encrypted_values_hide_the_payload() {
-    let sealer = EncryptedCookies::new(KeyRing::new(Key::new("k", [5u8; 32]).unwrap()));
+    let sealer = EncryptedCookies::new(KeyRing::new(Key::new("k", secret(5)).unwrap()));
     let value = sealer
         .seal(
             NAME,

@@ -8,9 +8,16 @@ use session_core::time::Duration;
 use session_core::{
     CookieDecision, CookieSealer, Error, ManualClock, SessionConfig, SessionManager,
 };
+use sha2::{Digest, Sha256};
 
-fn key(id: &str, byte: u8) -> Key {
-    Key::new(id, [byte; 32]).unwrap()
+/// A fixed, high-entropy secret per number: SHA-256 of a label (stable keys
+/// that pass the weak-secret check).
+fn secret(n: u8) -> [u8; 32] {
+    Sha256::digest(format!("session-cookie test key {n}")).into()
+}
+
+fn key(id: &str, n: u8) -> Key {
+    Key::new(id, secret(n)).unwrap()
 }
 
 fn sealers(ring: KeyRing) -> [Arc<dyn CookieSealer>; 2] {

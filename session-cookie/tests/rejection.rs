@@ -9,12 +9,19 @@ use proptest::sample::Index;
 use session_cookie::{EncryptedCookies, Key, KeyRing, MAX_COOKIE_VALUE_LEN, SignedCookies};
 use session_core::time::{Duration, OffsetDateTime};
 use session_core::{CookieSealer, Error};
+use sha2::{Digest, Sha256};
 
 /// The cookie name values are sealed for in these tests.
 const NAME: &str = "session_id";
 
-fn ring(id: &str, byte: u8) -> KeyRing {
-    KeyRing::new(Key::new(id, [byte; 32]).unwrap())
+/// A fixed, high-entropy secret per number: SHA-256 of a label (stable keys
+/// that pass the weak-secret check).
+fn secret(n: u8) -> [u8; 32] {
+    Sha256::digest(format!("session-cookie test key {n}")).into()
+}
+
+fn ring(id: &str, n: u8) -> KeyRing {
+    KeyRing::new(Key::new(id, secret(n)).unwrap())
 }
 
 /// Both sealers over the same ring.

@@ -12,9 +12,16 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::KeyError;
+use crate::error::InvalidId;
 
 /// Shortest secret accepted: 256 bits.
 pub const MIN_SECRET_LEN: usize = 32;
+/// A secret with fewer distinct byte values is refused as not random (see
+/// [`Key::new`]).
+pub const MIN_DISTINCT_BYTES: usize = 5;
+/// Longest repetition period [`Key::new`] looks for in a secret (a secret
+/// repeating a pattern of up to half its length, at most this long, is refused).
+pub const MAX_CHECKED_PERIOD: usize = 32;
 /// Longest key id (it travels in every cookie and record, so keep it short).
 pub const MAX_KEY_ID_LEN: usize = 32;
 /// Length of an HMAC-SHA256 tag.
@@ -53,11 +60,15 @@ pub enum Domain {
 /// ```
 /// use session_crypto::{Key, KeyError};
 ///
-/// let key = Key::new("2025-06", [7u8; 32])?;
+/// // In production the secret comes from configuration; here, fresh random bytes.
+/// let mut secret = [0u8; 32];
+/// getrandom::fill(&mut secret)?;
+/// let key = Key::new("2025-06", secret)?;
 /// assert_eq!(key.id(), "2025-06");
 /// assert_eq!(format!("{key:?}"), r#"Key { id: "2025-06", .. }"#);
 /// assert!(matches!(Key::new("short", b"too short"), Err(KeyError::SecretTooShort { len: 9, .. })));
-/// # Ok::<(), KeyError>(())
+/// assert!(matches!(Key::new("weak", [7u8; 32]), Err(KeyError::WeakSecret { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct Key {
@@ -68,24 +79,43 @@ pub struct Key {
 }
 
 impl Key {
-    /// A key named `id` from `secret` (at least [`MIN_SECRET_LEN`] bytes of
-    /// high-entropy material, e.g. 32 random bytes; not a password).
+    /// A key named `id` from `secret`: at least [`MIN_SECRET_LEN`] bytes of
+    /// high-entropy material, e.g. 32 random bytes (`openssl rand -base64 32`,
+    /// used as is or decoded); not a password.
     ///
     /// `id` is 1 to [`MAX_KEY_ID_LEN`] characters of `[A-Za-z0-9._-]`; it is written
     /// in clear into every cookie and record this key seals, so that the matching
     /// key can be found after a rotation.
+    ///
+    /// # Errors
+    ///
+    /// - [`KeyError::InvalidId`] for an id outside those rules;
+    /// - [`KeyError::SecretTooShort`] for fewer than [`MIN_SECRET_LEN`] bytes;
+    /// - [`KeyError::WeakSecret`] for a secret that is obviously not random: one
+    ///   with fewer than [`MIN_DISTINCT_BYTES`] distinct byte values, or one that
+    ///   is a shorter pattern repeated (`abab…`, `password1password1…`): its period
+    ///   is at most half its length (periods up to [`MAX_CHECKED_PERIOD`] are
+    ///   checked, so the check costs at most 32 comparisons per byte).
+    ///
+    /// A secret of `n >= 32` uniformly random bytes is refused with probability
+    /// below 10⁻³⁸: having period `p` takes `n - p >= 16` bytes matching their
+    /// predecessors, `256^-(n-p)`, summed over the periods checked stays below
+    /// `2 · 256⁻¹⁶ ≈ 6 · 10⁻³⁹`; at most 4 distinct values among 32 bytes is
+    /// below `C(256,4) · (4/256)³² ≈ 3 · 10⁻⁵⁰`. A secret of 32 random *hex
+    /// characters* (128 bits) is refused with probability below `2 · 16⁻¹⁶ +
+    /// C(16,4) · (4/16)³² ≈ 10⁻¹⁶`.
     pub fn new(id: impl Into<String>, secret: impl AsRef<[u8]>) -> Result<Self, KeyError> {
         let id = id.into();
-        if !is_valid_id(id.as_bytes()) {
-            return Err(KeyError::InvalidId(id));
-        }
+        check_id(id.as_bytes()).map_err(KeyError::InvalidId)?;
         let secret = secret.as_ref();
         if secret.len() < MIN_SECRET_LEN {
             return Err(KeyError::SecretTooShort {
-                id,
                 len: secret.len(),
                 min: MIN_SECRET_LEN,
             });
+        }
+        if let Some(reason) = weakness(secret) {
+            return Err(KeyError::WeakSecret { reason });
         }
         let hkdf = Hkdf::<Sha256>::new(Some(HKDF_SALT), secret);
         let derive = |info: &[u8]| {
@@ -101,6 +131,28 @@ impl Key {
             store_encryption: derive(INFO_STORE_ENCRYPTION),
             id: id.into_boxed_str(),
         })
+    }
+
+    /// A key named `id` from 32 fresh bytes of the OS random source, which are
+    /// forgotten at once: nothing sealed with it opens in another process or
+    /// after a restart. For tests, examples and single-process development
+    /// servers; production keys come from configuration ([`Key::new`]) so that
+    /// every instance shares them and they survive a restart.
+    ///
+    /// Fails with [`Error::Randomness`] if the OS random source fails, and with
+    /// [`Error::Config`] for an invalid id.
+    ///
+    /// ```
+    /// use session_crypto::Key;
+    ///
+    /// let key = Key::generate("dev")?;
+    /// assert_eq!(key.id(), "dev");
+    /// # Ok::<(), session_core::Error>(())
+    /// ```
+    pub fn generate(id: impl Into<String>) -> Result<Self, Error> {
+        let mut secret = Zeroizing::new([0u8; MIN_SECRET_LEN]);
+        getrandom::fill(secret.as_mut()).map_err(|e| Error::Randomness(Box::new(e)))?;
+        Ok(Self::new(id, secret.as_ref())?)
     }
 
     /// The key's name.
@@ -213,11 +265,41 @@ impl Key {
 
 /// Key ids: short, printable, and safe in any log line.
 pub(crate) fn is_valid_id(id: &[u8]) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_KEY_ID_LEN
-        && id
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    check_id(id).is_ok()
+}
+
+/// What is wrong with `id`, if anything (without quoting it).
+fn check_id(id: &[u8]) -> Result<(), InvalidId> {
+    if id.is_empty() {
+        return Err(InvalidId::Empty);
+    }
+    if id.len() > MAX_KEY_ID_LEN {
+        return Err(InvalidId::TooLong { len: id.len() });
+    }
+    match id
+        .iter()
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')))
+    {
+        Some(position) => Err(InvalidId::Character { position }),
+        None => Ok(()),
+    }
+}
+
+/// Why `secret` is obviously not random, if it is (the rule of [`Key::new`]).
+fn weakness(secret: &[u8]) -> Option<&'static str> {
+    let mut seen = [false; 256];
+    for &b in secret {
+        seen[usize::from(b)] = true;
+    }
+    if seen.iter().filter(|&&s| s).count() < MIN_DISTINCT_BYTES {
+        return Some("too few distinct bytes");
+    }
+    // Period p: every byte equals the one p places before it.
+    let longest = (secret.len() / 2).min(MAX_CHECKED_PERIOD);
+    if (1..=longest).any(|p| secret[p..] == secret[..secret.len() - p]) {
+        return Some("a short pattern repeated");
+    }
+    None
 }
 
 impl fmt::Debug for Key {
@@ -309,7 +391,8 @@ mod tests {
         assert!(k.verify(&[b"abc"], &tag));
         assert!(!k.verify(&[b"abd"], &tag));
         assert!(!k.verify(&[b"abc"], &tag[..31]));
-        let other = Key::new("kat-1", [0u8; 32]).unwrap();
+        // Same id, another secret (the KAT secret reversed).
+        let other = Key::new("kat-1", (0u8..32).rev().collect::<Vec<_>>()).unwrap();
         assert!(!other.verify(&[b"abc"], &tag));
     }
 }

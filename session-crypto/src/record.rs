@@ -13,6 +13,13 @@
 //! key             = the key's "encryption at rest" HKDF sub-key
 //! ```
 //!
+//! Version bytes 0x02 to 0x08 are reserved for later versions of this format: a
+//! record carrying one is [`DecodeError::UnknownVersion`], which the session manager
+//! reports as an error rather than drop a session a newer release wrote. Any other
+//! first byte cannot start a record of any version: it is
+//! [`DecodeError::Malformed`] ("no session" for the manager), plaintext session
+//! envelopes (`{`, see [`is_plaintext_record`]) included.
+//!
 //! The storage key in the associated data binds a record to the session it was
 //! written for: bytes copied under another key do not open. The header in the
 //! associated data makes the version and key id tamper-evident too.
@@ -24,6 +31,29 @@ use crate::{Domain, KeyRing};
 
 /// The record format this build writes and reads.
 pub const RECORD_FORMAT_V1: u8 = 0x01;
+
+/// First bytes reserved for later versions of the record format.
+const RESERVED_VERSIONS: std::ops::RangeInclusive<u8> = 0x02..=0x08;
+
+/// Whether `stored` is a plaintext session, as written by a store without
+/// encryption, rather than a sealed record.
+///
+/// session-core's codec writes a JSON object, `{"v":1,…}`, so a plaintext record
+/// starts with `{` (0x7B); a sealed record starts with its format version, 0x01
+/// (0x02 to 0x08 being reserved for later versions). The two never share a first
+/// byte, so neither is ever mistaken for the other. Only the first byte is looked
+/// at: whether the rest is a valid session is the codec's business.
+///
+/// ```
+/// use session_crypto::is_plaintext_record;
+///
+/// assert!(is_plaintext_record(br#"{"v":1,"created":0,"abs":1,"data":{}}"#));
+/// assert!(!is_plaintext_record(b"\x01\x02k1..."));
+/// assert!(!is_plaintext_record(b""));
+/// ```
+pub fn is_plaintext_record(stored: &[u8]) -> bool {
+    stored.first() == Some(&b'{')
+}
 
 /// Seals `payload` for `key` with the ring's newest key.
 pub fn seal_record(ring: &KeyRing, key: &StorageKey, payload: &[u8]) -> Result<Vec<u8>, Error> {
@@ -42,9 +72,11 @@ pub fn seal_record(ring: &KeyRing, key: &StorageKey, payload: &[u8]) -> Result<V
 
 /// Opens a record sealed by [`seal_record`] for `key` with any key of the ring.
 ///
-/// Any defect is a typed [`DecodeError`]: an unknown format version, a truncated
-/// header, a key id not in the ring, or failed authentication (tampered bytes, or
-/// bytes moved from another storage key). Never panics.
+/// Any defect is a typed [`DecodeError`]: a format version reserved for a later
+/// release ([`DecodeError::UnknownVersion`]), or [`DecodeError::Malformed`] for
+/// plaintext, any other first byte, a truncated header, a key id not in the ring,
+/// or failed authentication (tampered bytes, or bytes moved from another storage
+/// key). Never panics.
 pub fn open_record(
     ring: &KeyRing,
     key: &StorageKey,
@@ -79,7 +111,17 @@ fn split_header(sealed: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
         return Err(truncated);
     };
     if *version != RECORD_FORMAT_V1 {
-        return Err(DecodeError::UnknownVersion(u64::from(*version)));
+        return Err(if RESERVED_VERSIONS.contains(version) {
+            DecodeError::UnknownVersion(u64::from(*version))
+        } else if is_plaintext_record(sealed) {
+            DecodeError::Malformed {
+                reason: "a plaintext session, not an encrypted record",
+            }
+        } else {
+            DecodeError::Malformed {
+                reason: "not an encrypted record",
+            }
+        });
     }
     let header_len = 2 + usize::from(*id_len);
     if sealed.len() < header_len + AEAD_OVERHEAD {

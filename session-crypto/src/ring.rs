@@ -18,14 +18,14 @@ use crate::{Key, KeyError};
 /// ```
 /// use session_crypto::{Key, KeyRing};
 ///
-/// let ring = KeyRing::new(Key::new("a", [1u8; 32])?);
-/// let ring = ring.rotated(Key::new("b", [2u8; 32])?)?;
+/// let ring = KeyRing::new(Key::generate("a")?);
+/// let ring = ring.rotated(Key::generate("b")?)?;
 /// assert_eq!(ring.newest().id(), "b");
 /// assert!(ring.get("a").is_some());
 /// assert_eq!(format!("{ring:?}"), r#"KeyRing { ids: ["b", "a"] }"#);
 /// let ring = ring.without("a")?;
 /// assert!(ring.get("a").is_none());
-/// # Ok::<(), session_crypto::KeyError>(())
+/// # Ok::<(), session_core::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct KeyRing {
@@ -48,9 +48,12 @@ impl KeyRing {
         if keys.is_empty() {
             return Err(KeyError::Empty);
         }
-        for (i, k) in keys.iter().enumerate() {
-            if keys[..i].iter().any(|earlier| earlier.id() == k.id()) {
-                return Err(KeyError::DuplicateId(k.id().to_owned()));
+        for (position, k) in keys.iter().enumerate() {
+            if keys[..position]
+                .iter()
+                .any(|earlier| earlier.id() == k.id())
+            {
+                return Err(KeyError::DuplicateId { position });
             }
         }
         Ok(Self { keys: keys.into() })
@@ -66,7 +69,7 @@ impl KeyRing {
     /// only one.
     pub fn without(&self, id: &str) -> Result<Self, KeyError> {
         if self.get(id).is_none() {
-            return Err(KeyError::UnknownId(id.to_owned()));
+            return Err(KeyError::UnknownId);
         }
         Self::from_keys(self.keys.iter().filter(|k| k.id() != id).cloned())
     }

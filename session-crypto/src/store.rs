@@ -2,16 +2,44 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Bytes, Capabilities, Error, NewRecord, SaveMode, SessionInterface, StorageKey, StoredRecord,
-    Version,
+    Bytes, Capabilities, DecodeError, Error, NewRecord, SaveMode, SessionInterface, StorageKey,
+    StoredRecord, Version,
 };
 
 use crate::KeyRing;
-use crate::record::{open_record, seal_record};
+use crate::record::{is_plaintext_record, open_record, seal_record};
+
+/// What an [`EncryptedStore`] does with plaintext records (sessions written
+/// without encryption): the way to switch encryption at rest on or off over a
+/// store that already holds sessions. See the crate README, "Switching encryption
+/// on and off".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Migration {
+    /// Every save seals; `load` opens sealed records only. A plaintext record is
+    /// [`DecodeError::Malformed`], which the session manager treats as "no
+    /// session": that user starts afresh.
+    #[default]
+    Off,
+    /// Switching encryption on: `load` reads plaintext records as they are, as
+    /// well as sealed ones; every save seals. A session is encrypted the next
+    /// time it is saved; watch [`EncryptedStore::plaintext_reads`].
+    ToEncrypted,
+    /// Switching encryption off: `load` opens sealed records (with the keys of
+    /// the ring) and reads plaintext ones; every save writes **plaintext**. A
+    /// session is decrypted the next time it is saved; watch
+    /// [`EncryptedStore::sealed_reads`], then remove the wrapper.
+    ///
+    /// Only for payloads written by session-core (JSON objects, which start with
+    /// `{`): an arbitrary payload written in plaintext that does not start with
+    /// `{` is taken for a sealed record on `load`, and fails to open.
+    ToPlaintext,
+}
 
 /// A [`SessionInterface`] that seals every payload with XChaCha20-Poly1305 before
 /// the inner store sees it, and opens it again on `load`.
@@ -25,6 +53,10 @@ use crate::record::{open_record, seal_record};
 ///   `delete_expired` cost the inner store exactly what they cost without
 ///   encryption.
 ///
+/// Records written without encryption (plaintext) are "no session" by default;
+/// [`EncryptedStore::builder`] with a [`Migration`] switches encryption on or off
+/// over a store that already holds sessions.
+///
 /// What it does not protect against: someone who can write to the store can still
 /// delete records, change their deadlines, or put back an older sealed payload of
 /// the *same* session (a rollback). Confidentiality and integrity of each payload
@@ -36,7 +68,7 @@ use crate::record::{open_record, seal_record};
 /// use session_crypto::{EncryptedStore, Key, KeyRing};
 /// use session_memory::MemoryStore;
 ///
-/// let ring = KeyRing::new(Key::new("2025-06", [42u8; 32])?);
+/// let ring = KeyRing::new(Key::generate("2025-06")?);
 /// let store = EncryptedStore::new(Arc::new(MemoryStore::new()), ring);
 /// let manager = SessionManager::new(Arc::new(store), SessionConfig::default());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -44,15 +76,99 @@ use crate::record::{open_record, seal_record};
 pub struct EncryptedStore<S: ?Sized = dyn SessionInterface> {
     inner: Arc<S>,
     ring: KeyRing,
+    migration: Migration,
+    /// Shared by clones: they are the same store.
+    reads: Arc<Reads>,
+}
+
+/// How many loads found a record of each kind.
+#[derive(Debug, Default)]
+struct Reads {
+    plaintext: AtomicU64,
+    sealed: AtomicU64,
+}
+
+/// Builds an [`EncryptedStore`] with options; from [`EncryptedStore::builder`].
+#[must_use]
+pub struct EncryptedStoreBuilder<S: ?Sized = dyn SessionInterface> {
+    inner: Arc<S>,
+    ring: KeyRing,
+    migration: Migration,
+}
+
+impl<S: SessionInterface + ?Sized> EncryptedStoreBuilder<S> {
+    /// How plaintext records are read and what saves write (default
+    /// [`Migration::Off`]).
+    pub fn migration(mut self, migration: Migration) -> Self {
+        self.migration = migration;
+        self
+    }
+
+    /// The store.
+    pub fn build(self) -> EncryptedStore<S> {
+        EncryptedStore {
+            inner: self.inner,
+            ring: self.ring,
+            migration: self.migration,
+            reads: Arc::default(),
+        }
+    }
 }
 
 impl<S: SessionInterface + ?Sized> EncryptedStore<S> {
-    /// Wraps `inner`, sealing with `ring`'s newest key.
+    /// Wraps `inner`, sealing with `ring`'s newest key ([`Migration::Off`]).
     pub fn new(inner: Arc<S>, ring: KeyRing) -> Self {
-        Self { inner, ring }
+        Self::builder(inner, ring).build()
     }
 
-    /// The wrapped store (which holds only sealed bytes).
+    /// A builder wrapping `inner`, sealing with `ring`'s newest key.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use session_crypto::{EncryptedStore, Key, KeyRing, Migration};
+    /// use session_memory::MemoryStore;
+    ///
+    /// // Switching encryption on over a store full of plaintext sessions.
+    /// let ring = KeyRing::new(Key::generate("k1")?);
+    /// let store = EncryptedStore::builder(Arc::new(MemoryStore::new()), ring)
+    ///     .migration(Migration::ToEncrypted)
+    ///     .build();
+    /// assert_eq!(store.migration(), Migration::ToEncrypted);
+    /// assert_eq!(store.plaintext_reads(), 0);
+    /// # Ok::<(), session_core::Error>(())
+    /// ```
+    pub fn builder(inner: Arc<S>, ring: KeyRing) -> EncryptedStoreBuilder<S> {
+        EncryptedStoreBuilder {
+            inner,
+            ring,
+            migration: Migration::Off,
+        }
+    }
+
+    /// How this store treats plaintext records.
+    pub fn migration(&self) -> Migration {
+        self.migration
+    }
+
+    /// How many loads (by this store and its clones, since it was built) found a
+    /// plaintext record, whether [`migration`](Self::migration) let them read it
+    /// or not. A load counts each time: one session read on ten requests counts
+    /// ten. While switching encryption on, this stops growing once no live
+    /// session is left in plaintext (see the crate README for the time bound).
+    pub fn plaintext_reads(&self) -> u64 {
+        self.reads.plaintext.load(Ordering::Relaxed)
+    }
+
+    /// How many loads (by this store and its clones, since it was built) opened a
+    /// sealed record. While switching encryption off
+    /// ([`Migration::ToPlaintext`]), this stops growing once no live session is
+    /// left sealed.
+    pub fn sealed_reads(&self) -> u64 {
+        self.reads.sealed.load(Ordering::Relaxed)
+    }
+
+    /// The wrapped store (which holds sealed bytes, and plaintext ones during a
+    /// [`Migration`]).
     pub fn inner(&self) -> &Arc<S> {
         &self.inner
     }
@@ -62,7 +178,8 @@ impl<S: SessionInterface + ?Sized> EncryptedStore<S> {
         &self.ring
     }
 
-    /// The bytes this store writes to the inner store for `payload` under `key`.
+    /// The sealed bytes of `payload` under `key`: what every save writes, except
+    /// with [`Migration::ToPlaintext`].
     pub fn seal(&self, key: &StorageKey, payload: &[u8]) -> Result<Vec<u8>, Error> {
         seal_record(&self.ring, key, payload)
     }
@@ -78,6 +195,8 @@ impl<S: ?Sized> Clone for EncryptedStore<S> {
         Self {
             inner: self.inner.clone(),
             ring: self.ring.clone(),
+            migration: self.migration,
+            reads: self.reads.clone(),
         }
     }
 }
@@ -87,6 +206,7 @@ impl<S: SessionInterface + ?Sized> fmt::Debug for EncryptedStore<S> {
         f.debug_struct("EncryptedStore")
             .field("inner", &self.inner.capabilities())
             .field("ring", &self.ring)
+            .field("migration", &self.migration)
             .finish()
     }
 }
@@ -97,11 +217,22 @@ impl<S: SessionInterface + ?Sized> SessionInterface for EncryptedStore<S> {
         let Some(record) = self.inner.load(key).await? else {
             return Ok(None);
         };
-        let payload = self.open(key, &record.payload)?;
-        Ok(Some(StoredRecord {
-            payload: Bytes::from(payload),
-            ..record
-        }))
+        let payload = if is_plaintext_record(&record.payload) {
+            self.reads.plaintext.fetch_add(1, Ordering::Relaxed);
+            if self.migration == Migration::Off {
+                // Not `UnknownVersion`: the manager would answer every request
+                // of this user with an error for as long as the record lives.
+                return Err(Error::Decode(DecodeError::Malformed {
+                    reason: "a plaintext session, not an encrypted record (see Migration)",
+                }));
+            }
+            record.payload
+        } else {
+            let payload = self.open(key, &record.payload)?;
+            self.reads.sealed.fetch_add(1, Ordering::Relaxed);
+            Bytes::from(payload)
+        };
+        Ok(Some(StoredRecord { payload, ..record }))
     }
 
     async fn save(
@@ -110,6 +241,9 @@ impl<S: SessionInterface + ?Sized> SessionInterface for EncryptedStore<S> {
         record: &NewRecord,
         mode: SaveMode,
     ) -> Result<Version, Error> {
+        if self.migration == Migration::ToPlaintext {
+            return self.inner.save(key, record, mode).await;
+        }
         let sealed = NewRecord {
             payload: Bytes::from(self.seal(key, &record.payload)?),
             expires_at: record.expires_at,

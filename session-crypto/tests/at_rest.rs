@@ -12,9 +12,16 @@ use session_core::{
 use session_crypto::{EncryptedStore, Key, KeyRing, open_record, record_key_id, seal_record};
 use session_file::FileStore;
 use session_memory::MemoryStore;
+use sha2::{Digest, Sha256};
 
-fn key(id: &str, byte: u8) -> Key {
-    Key::new(id, [byte; 32]).unwrap()
+/// A fixed, high-entropy secret per number: SHA-256 of a label (tests need
+/// stable, distinct keys that pass the weak-secret check).
+fn secret(n: u8) -> [u8; 32] {
+    Sha256::digest(format!("session-crypto test key {n}")).into()
+}
+
+fn key(id: &str, n: u8) -> Key {
+    Key::new(id, secret(n)).unwrap()
 }
 
 fn storage_key() -> StorageKey {
@@ -225,10 +232,12 @@ fn damaged_headers_are_typed_errors() {
     let mut v2 = sealed.clone();
     v2[0] = 2;
     assert!(matches!(open(&v2), Err(DecodeError::UnknownVersion(2))));
-    // A plaintext JSON envelope (a store that was never encrypted) is not a record.
+    // A plaintext JSON envelope (a store that was never encrypted) is not a
+    // record — and not a record of an unknown version either, which the manager
+    // would turn into an error on every request of that user (issue #20, item 3).
     assert!(matches!(
         open(br#"{"v":1}"#),
-        Err(DecodeError::UnknownVersion(123))
+        Err(DecodeError::Malformed { reason }) if reason.contains("plaintext")
     ));
     let mut zero_id = sealed.clone();
     zero_id[1] = 0;

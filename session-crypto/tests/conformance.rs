@@ -7,15 +7,21 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use conformance_tests::{Fixture, Harness, Namespace, SetupError};
 use session_core::{ManualClock, SessionInterface};
-use session_crypto::{EncryptedStore, Key, KeyRing};
+use session_crypto::{EncryptedStore, Key, KeyRing, Migration};
 use session_file::FileStore;
 use session_memory::MemoryStore;
+use sha2::{Digest, Sha256};
+
+/// A fixed, high-entropy secret per label (SHA-256 of it).
+fn secret(label: &str) -> [u8; 32] {
+    Sha256::digest(format!("session-crypto conformance key {label}")).into()
+}
 
 /// A ring of two keys, so the suite runs on a rotated ring.
 fn ring() -> KeyRing {
     KeyRing::from_keys([
-        Key::new("new", [0x5a; 32]).expect("valid key"),
-        Key::new("old", [0xa5; 32]).expect("valid key"),
+        Key::new("new", secret("new")).expect("valid key"),
+        Key::new("old", secret("old")).expect("valid key"),
     ])
     .expect("valid ring")
 }
@@ -101,6 +107,35 @@ mod file {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_all_passes() {
     let report = conformance_tests::run_all(Arc::new(MemoryManualClock)).await;
+    let failures: Vec<_> = report.failures().collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(report.passed + 1, report.cases.len(), "{report:#?}");
+}
+
+/// The mode an operator runs for days while switching encryption on
+/// (`Migration::ToEncrypted`) keeps the whole contract too (one `run_all`, not a
+/// test per case, to keep the default run short).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_all_passes_while_migrating_to_encrypted() {
+    struct Migrating;
+
+    #[async_trait]
+    impl Harness for Migrating {
+        fn name(&self) -> &str {
+            "encrypted memory, Migration::ToEncrypted (manual clock)"
+        }
+
+        async fn open(&self, _namespace: &Namespace) -> Result<Fixture, SetupError> {
+            let clock = ManualClock::starting_now();
+            let inner = Arc::new(MemoryStore::with_clock(clock.shared()));
+            let store = EncryptedStore::builder(inner, ring())
+                .migration(Migration::ToEncrypted)
+                .build();
+            Ok(Fixture::with_clock(Arc::new(store), clock))
+        }
+    }
+
+    let report = conformance_tests::run_all(Arc::new(Migrating)).await;
     let failures: Vec<_> = report.failures().collect();
     assert!(failures.is_empty(), "{failures:#?}");
     assert_eq!(report.passed + 1, report.cases.len(), "{report:#?}");

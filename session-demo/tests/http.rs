@@ -33,8 +33,13 @@ impl Backend {
     }
 }
 
-/// Flags of a server-side backend that encrypts at rest.
-const ENCRYPTED_AT_REST: &[&str] = &["--secret-key", "test-key:0123456789abcdef0123456789abcdef"];
+/// Flags of a server-side backend that encrypts at rest. The secret is a fixed,
+/// high-entropy string (hex SHA-256 of "session-demo http test key"): a pattern
+/// such as `0123456789abcdef` twice is refused as a weak secret.
+const ENCRYPTED_AT_REST: &[&str] = &[
+    "--secret-key",
+    "test-key:3089f958a2af62b2253c7c1644dfbb79a0babd32d4d8642c646e785b3d093d45",
+];
 
 /// One module per backend, each with every scenario.
 macro_rules! backends {
