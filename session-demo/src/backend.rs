@@ -144,7 +144,8 @@ mod tests {
 
     #[test]
     fn secret_keys_parse_into_a_ring_newest_first() {
-        let secret = "x".repeat(32);
+        // 32 characters with no repeating pattern (weak secrets are refused).
+        let secret = "k7Qp2xV9mZr4Lw8sT1nB6yHc3dGf5jEa";
         let ring = key_ring(&[format!("new:{secret}"), format!("old:{secret}")])
             .unwrap()
             .unwrap();
