@@ -211,6 +211,7 @@ impl SessionManager {
                 sealed,
                 had_cookie: cookie_value.is_some(),
                 load_gate: tokio::sync::Mutex::new(()),
+                ticket: std::sync::OnceLock::new(),
                 state: Mutex::new(State::default()),
             }),
         }
@@ -290,6 +291,7 @@ impl SessionManager {
                 server
                     .finish(
                         session.inner.incoming.as_ref(),
+                        session.inner.ticket.get(),
                         loaded,
                         cycle,
                         destroyed,
@@ -325,7 +327,7 @@ impl Shared {
         match &self.backend {
             Backend::Server(store) => {
                 ServerSide::new(self, store.as_ref())
-                    .load(inner.incoming.as_ref())
+                    .load(inner.incoming.as_ref(), &inner.ticket)
                     .await
             }
             Backend::Client(sealer) => {
@@ -351,7 +353,6 @@ impl Shared {
             cleared: false,
             meta_changed: false,
             via: None,
-            ticket: None,
         }
     }
 

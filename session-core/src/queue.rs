@@ -7,16 +7,22 @@
 //! it writes — no conflict, no reload: N queued changes cost N writes. The
 //! compare-and-set stays, for other processes and for what the slot does not know.
 //!
-//! A request joins the slot of the key its cookie names when it first uses the
+//! A request joins the slot of the token its cookie carries when it first uses the
 //! session (before the load, so that no save of this process can slip between the
-//! load and the join unseen), and leaves it when its session state is dropped. The
-//! slot goes with its last member, so the table holds only sessions with a request
-//! in flight.
+//! load and the join unseen), and leaves it when its `Session` is dropped. The slot
+//! goes with its last member, so the table holds only sessions with a request in
+//! flight.
+//!
+//! Every request that uses a session joins, so joining is kept cheap: slots are
+//! found by the first 64 bits of the token (random; no hashing or allocation of the
+//! storage key), in a map with a seeded fast hash. Two sessions whose tokens share
+//! those bits would only share a slot — take turns — and catching up compares full
+//! storage keys, so they never see each other's data.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::StorageKey;
+use crate::SessionToken;
 use crate::codec::{Data, Meta};
 use crate::session::Existing;
 
@@ -34,24 +40,28 @@ pub(crate) struct Slot {
     latest: tokio::sync::Mutex<Option<Saved>>,
 }
 
+type Slots = HashMap<u64, Arc<Slot>, foldhash::fast::RandomState>;
+
 /// The table of slots of one manager.
 #[derive(Debug, Default)]
 pub(crate) struct Queue {
-    slots: Mutex<HashMap<StorageKey, Arc<Slot>>>,
+    slots: Mutex<Slots>,
 }
 
 impl Queue {
-    fn slots(&self) -> MutexGuard<'_, HashMap<StorageKey, Arc<Slot>>> {
+    fn slots(&self) -> MutexGuard<'_, Slots> {
         // Every critical section is one map operation: a panic cannot leave it torn.
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Joins (or opens) the slot for `key`.
-    pub(crate) fn join(self: &Arc<Self>, key: StorageKey) -> Ticket {
-        let slot = Arc::clone(self.slots().entry(key.clone()).or_default());
+    /// Joins (or opens) the slot of the session `token` names.
+    pub(crate) fn join(self: &Arc<Self>, token: &SessionToken) -> Ticket {
+        let (head, _) = token.bytes().split_at(8);
+        let id = u64::from_le_bytes(head.try_into().unwrap_or_default());
+        let slot = Arc::clone(self.slots().entry(id).or_default());
         Ticket {
             queue: Arc::clone(self),
-            key,
+            id,
             slot,
         }
     }
@@ -67,7 +77,7 @@ impl Queue {
 #[derive(Debug)]
 pub(crate) struct Ticket {
     queue: Arc<Queue>,
-    key: StorageKey,
+    id: u64,
     slot: Arc<Slot>,
 }
 
@@ -84,7 +94,7 @@ impl Drop for Ticket {
         // The map holds one reference and this ticket another; joins happen under
         // the same lock, so no one can be joining this slot right now.
         if Arc::strong_count(&self.slot) == 2 {
-            slots.remove(&self.key);
+            slots.remove(&self.id);
         }
     }
 }
@@ -92,16 +102,15 @@ impl Drop for Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SessionToken;
 
     #[test]
     fn a_slot_lives_exactly_as_long_as_its_members() {
         let queue = Arc::new(Queue::default());
-        let key = SessionToken::generate().unwrap().storage_key();
-        let other = SessionToken::generate().unwrap().storage_key();
-        let a = queue.join(key.clone());
-        let b = queue.join(key.clone());
-        let c = queue.join(other);
+        let token = SessionToken::generate().unwrap();
+        let other = SessionToken::generate().unwrap();
+        let a = queue.join(&token);
+        let b = queue.join(&token);
+        let c = queue.join(&other);
         assert_eq!(queue.len(), 2);
         assert!(Arc::ptr_eq(&a.slot, &b.slot), "one slot per session");
         drop(a);
@@ -110,7 +119,7 @@ mod tests {
         assert_eq!(queue.len(), 1, "the slot goes with its last member");
         drop(c);
         assert_eq!(queue.len(), 0);
-        let again = queue.join(key);
+        let again = queue.join(&token);
         assert_eq!(queue.len(), 1);
         drop(again);
         assert_eq!(queue.len(), 0);

@@ -1,12 +1,13 @@
 //! Server-side sessions: the cookie carries a token, the store keeps the record.
 
-use std::sync::Arc;
+use std::sync::OnceLock;
 
 use time::OffsetDateTime;
 
 use crate::clock::saturating_add;
 use crate::codec::{Envelope, Stored};
 use crate::manager::{CookieDecision, Shared};
+use crate::queue::Ticket;
 use crate::rotation;
 use crate::session::{Existing, Loaded, loaded_from_record};
 use crate::{
@@ -87,6 +88,7 @@ impl<'a> ServerSide<'a> {
     pub(crate) async fn finish(
         &self,
         incoming: Option<&SessionToken>,
+        ticket: Option<&Ticket>,
         loaded: Option<Loaded>,
         cycle: bool,
         destroyed: bool,
@@ -120,14 +122,16 @@ impl<'a> ServerSide<'a> {
             None => self.create(&mut loaded).await?,
             // Manual rotation is strict: the old record is removed, no pointer left.
             Some(_) if cycle => {
-                self.write(&mut loaded, Intent::NewId(Retire::Remove))
+                self.write(&mut loaded, ticket, Intent::NewId(Retire::Remove))
                     .await?
             }
             Some(_) if self.rotation_due(&loaded) => {
-                self.write(&mut loaded, Intent::NewId(Retire::Pointer))
+                self.write(&mut loaded, ticket, Intent::NewId(Retire::Pointer))
                     .await?
             }
-            Some(_) if loaded.is_modified() => self.write(&mut loaded, Intent::Save).await?,
+            Some(_) if loaded.is_modified() => {
+                self.write(&mut loaded, ticket, Intent::Save).await?
+            }
             Some(_) if shared.config.refresh_each_request() => self.refresh(&mut loaded).await?,
             Some(_) => CookieDecision::Leave,
         };
@@ -147,16 +151,21 @@ impl<'a> ServerSide<'a> {
     /// Loads the session named by `incoming` (or starts a new one). A request that
     /// finds its session joins the session's queue first, so every save this manager
     /// makes after the load is seen when this request writes.
-    pub(crate) async fn load(&self, incoming: Option<&SessionToken>) -> Result<Loaded, Error> {
+    pub(crate) async fn load(
+        &self,
+        incoming: Option<&SessionToken>,
+        ticket: &OnceLock<Ticket>,
+    ) -> Result<Loaded, Error> {
         let now = self.shared.clock.now();
         if let Some(token) = incoming {
-            let ticket = self.shared.queue.join(token.storage_key());
+            let joined = self.shared.queue.join(token);
             if let Some(found) = self.find(token).await? {
                 let via = found.via.clone();
                 let (existing, envelope) = found.into_parts();
                 let mut loaded = loaded_from_record(existing, envelope);
                 loaded.via = via;
-                loaded.ticket = Some(Arc::new(ticket));
+                // A request loads once (the load gate): the first ticket is the one.
+                let _ = ticket.set(joined);
                 return Ok(loaded);
             }
         }
@@ -231,9 +240,13 @@ impl<'a> ServerSide<'a> {
     /// request's per-key changes onto it and decides again: an emptied session that
     /// is no longer empty is updated, not removed; a session that became empty is
     /// removed. A session destroyed meanwhile stays destroyed.
-    async fn write(&self, loaded: &mut Loaded, intent: Intent) -> Result<CookieDecision, Error> {
-        let ticket = loaded.ticket.clone();
-        let mut turn = match &ticket {
+    async fn write(
+        &self,
+        loaded: &mut Loaded,
+        ticket: Option<&Ticket>,
+        intent: Intent,
+    ) -> Result<CookieDecision, Error> {
+        let mut turn = match ticket {
             Some(ticket) => Some(ticket.turn().await),
             None => None,
         };

@@ -1,7 +1,7 @@
 //! The per-request session handle.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -65,9 +65,6 @@ pub(crate) struct Loaded {
     /// The rotation pointer this request's cookie named, when the session was
     /// reached through one (the response must carry the new cookie).
     pub via: Option<StorageKey>,
-    /// This request's place in the manager's per-session queue (server-side
-    /// sessions named by a cookie); shared by the copies `finish` makes.
-    pub ticket: Option<Arc<Ticket>>,
 }
 
 impl Loaded {
@@ -139,6 +136,9 @@ pub(crate) struct Inner {
     pub had_cookie: bool,
     /// Serialises the first load; later accesses see `state.loaded`.
     pub load_gate: tokio::sync::Mutex<()>,
+    /// This request's place in the manager's per-session queue, taken when a
+    /// server-side session named by the cookie is first used.
+    pub ticket: OnceLock<Ticket>,
     pub state: Mutex<State>,
 }
 
@@ -430,6 +430,5 @@ pub(crate) fn loaded_from_record(existing: Existing, envelope: Envelope) -> Load
         cleared: false,
         meta_changed: false,
         via: None,
-        ticket: None,
     }
 }
