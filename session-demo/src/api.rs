@@ -74,26 +74,28 @@ enum Attempt {
 }
 
 impl Api {
-    /// The API over `manager`'s store (or, for cookie sessions, `manager` itself: a
-    /// sealed cookie never conflicts).
+    /// The API over `manager`'s store with `strict` (its configuration with
+    /// `save_attempts` 1), or, for cookie sessions, over `manager` itself: a sealed
+    /// cookie never conflicts.
     pub(crate) fn new(
         manager: &SessionManager,
+        strict: SessionConfig,
         limit: u32,
         window: Duration,
-    ) -> Result<Self, session_core::ConfigError> {
+    ) -> Self {
         let config = manager.config();
         let strict = match manager.store() {
-            Some(store) => SessionManager::new(store.clone(), strict_config(config)?),
+            Some(store) => SessionManager::new(store.clone(), strict),
             None => manager.clone(),
         };
-        Ok(Self {
+        Self {
             strict,
             limit,
             window,
             attempts: limit
                 .min(MAX_ATTEMPTS)
                 .saturating_add(config.save_attempts()),
-        })
+        }
     }
 
     fn window_ms(&self) -> i64 {
@@ -143,27 +145,6 @@ impl Api {
             decision,
         })
     }
-}
-
-/// `config` with `save_attempts` 1: a conflicting save fails instead of merging.
-fn strict_config(config: &SessionConfig) -> Result<SessionConfig, session_core::ConfigError> {
-    SessionConfig::builder()
-        .cookie_name(config.cookie_name())
-        .secure(config.secure())
-        .http_only(config.http_only())
-        .same_site(config.same_site())
-        .path(config.path())
-        .domain(config.domain().map(str::to_owned))
-        .partitioned(config.partitioned())
-        .idle_lifetime(config.idle_lifetime())
-        .absolute_lifetime(config.absolute_lifetime())
-        .permanent(config.permanent())
-        .refresh_each_request(config.refresh_each_request())
-        .max_payload_bytes(config.max_payload_bytes())
-        .rotate_every(config.rotate_every())
-        .rotation_grace(config.rotation_grace())
-        .save_attempts(1)
-        .build()
 }
 
 fn now_ms() -> i64 {
@@ -276,31 +257,6 @@ async fn jitter(attempt: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_strict_config_differs_only_in_save_attempts() {
-        let config = SessionConfig::builder()
-            .cookie_name("__Host-sid")
-            .same_site(session_core::SameSite::Strict)
-            .idle_lifetime(session_core::time::Duration::minutes(3))
-            .rotate_every(Some(session_core::time::Duration::hours(1)))
-            .max_payload_bytes(4096)
-            .save_attempts(9)
-            .build()
-            .unwrap();
-        let strict = strict_config(&config).unwrap();
-        assert_eq!(strict.save_attempts(), 1);
-        let back = SessionConfig::builder()
-            .cookie_name("__Host-sid")
-            .same_site(session_core::SameSite::Strict)
-            .idle_lifetime(session_core::time::Duration::minutes(3))
-            .rotate_every(Some(session_core::time::Duration::hours(1)))
-            .max_payload_bytes(4096)
-            .save_attempts(1)
-            .build()
-            .unwrap();
-        assert_eq!(strict, back);
-    }
 
     #[test]
     fn retry_times_round_up() {

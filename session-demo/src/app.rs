@@ -49,9 +49,14 @@ pub(crate) struct AppState {
     pub max_body_bytes: usize,
 }
 
-/// The demo's router over `manager`, with the session layer installed; `csrf`
-/// signs the anonymous forms' tokens (see [`Csrf::new`]).
+/// The demo's router over `manager` (built with `options`' session configuration:
+/// anything else is [`DemoError::ManagerConfig`]), with the session layer installed;
+/// `csrf` signs the anonymous forms' tokens (see [`Csrf::new`]).
 pub fn router(manager: SessionManager, options: &Options, csrf: Csrf) -> Result<Router, DemoError> {
+    // The rate-limited API opens sessions with a copy of this configuration.
+    if options.session_config()? != *manager.config() {
+        return Err(DemoError::ManagerConfig);
+    }
     let state = AppState {
         backend: options.backend.name(),
         config: manager.config().clone(),
@@ -63,9 +68,10 @@ pub fn router(manager: SessionManager, options: &Options, csrf: Csrf) -> Result<
             .collect(),
         api: Arc::new(api::Api::new(
             &manager,
+            options.strict_session_config()?,
             options.api_rate_limit,
             to_std(options.api_rate_window),
-        )?),
+        )),
         body_timeout: to_std(options.body_read_timeout),
         max_body_bytes: options.max_body_bytes,
     };

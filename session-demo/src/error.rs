@@ -28,6 +28,10 @@ pub enum DemoError {
     /// be read. The message never quotes a key.
     #[error("invalid secret keys: {0}")]
     SecretKey(String),
+    /// [`router`](crate::router) was given a manager whose session configuration is
+    /// not the options' one.
+    #[error("the session manager's configuration differs from the options")]
+    ManagerConfig,
     /// The OS random source failed (drawing the CSRF key).
     #[error("no randomness: {0}")]
     Randomness(#[source] session_core::Error),

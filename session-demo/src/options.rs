@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser, ValueEnum};
 use session_core::time::Duration;
-use session_core::{SameSite, SessionConfig};
+use session_core::{SameSite, SessionConfig, SessionConfigBuilder};
 
 use crate::DemoError;
 
@@ -337,12 +337,24 @@ impl Options {
 
     /// The session configuration these options describe, validated.
     pub fn session_config(&self) -> Result<SessionConfig, DemoError> {
+        Ok(self.config_builder().build()?)
+    }
+
+    /// [`session_config`](Self::session_config) with `save_attempts` 1: a save that
+    /// meets a concurrent change fails instead of merging (the rate-limited API's
+    /// manager, see `api.rs`). Built from the same builder, so it can never miss an
+    /// option the main configuration has.
+    pub(crate) fn strict_session_config(&self) -> Result<SessionConfig, DemoError> {
+        Ok(self.config_builder().save_attempts(1).build()?)
+    }
+
+    fn config_builder(&self) -> SessionConfigBuilder {
         let same_site = match self.cookie_same_site {
             SameSiteArg::Strict => SameSite::Strict,
             SameSiteArg::Lax => SameSite::Lax,
             SameSiteArg::None => SameSite::None,
         };
-        Ok(SessionConfig::builder()
+        SessionConfig::builder()
             .cookie_name(self.cookie_name.clone())
             .secure(self.cookie_secure && !self.insecure_cookies)
             .http_only(self.cookie_http_only)
@@ -358,7 +370,6 @@ impl Options {
             .save_attempts(self.save_attempts)
             .rotate_every(self.rotate_every)
             .rotation_grace(self.rotation_grace)
-            .build()?)
     }
 }
 
@@ -472,6 +483,29 @@ mod tests {
         assert_eq!((c.max_payload_bytes(), c.save_attempts()), (4096, 3));
         assert_eq!(c.rotate_every(), Some(Duration::hours(1)));
         assert_eq!(c.rotation_grace(), Duration::seconds(5));
+    }
+
+    #[test]
+    fn the_strict_config_differs_only_in_save_attempts() {
+        let flags = [
+            "--cookie-name",
+            "__Host-sid",
+            "--cookie-same-site",
+            "strict",
+            "--idle-lifetime",
+            "3m",
+            "--rotate-every",
+            "1h",
+            "--max-payload-bytes",
+            "4096",
+            "--refresh-each-request",
+        ];
+        let options = Options::parse_args(flags.iter().chain(&["--save-attempts", "9"])).unwrap();
+        let strict = options.strict_session_config().unwrap();
+        assert_eq!(strict.save_attempts(), 1);
+        let one = Options::parse_args(flags.iter().chain(&["--save-attempts", "1"])).unwrap();
+        assert_eq!(strict, one.session_config().unwrap());
+        assert_ne!(strict, options.session_config().unwrap());
     }
 
     #[test]

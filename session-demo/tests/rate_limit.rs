@@ -188,6 +188,24 @@ impl SessionInterface for FailingUpdates {
     }
 }
 
+/// The router refuses a manager built with another configuration than the options
+/// (the API's strict manager copies the options' configuration).
+#[test]
+fn the_router_refuses_a_manager_that_disagrees_with_the_options() {
+    let options = session_demo::Options::parse_args(["--backend", "memory"]).unwrap();
+    let other = session_demo::Options::parse_args(["--backend", "memory", "--idle-lifetime", "5m"])
+        .unwrap();
+    let manager = SessionManager::new(
+        Arc::new(session_memory::MemoryStore::new()),
+        other.session_config().unwrap(),
+    );
+    let csrf = session_demo::csrf::Csrf::new(&[], manager.config()).unwrap();
+    assert!(matches!(
+        session_demo::router(manager, &options, csrf),
+        Err(session_demo::DemoError::ManagerConfig)
+    ));
+}
+
 /// A call whose save fails is not admitted (not a 200), and is not counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_whose_save_fails_is_not_admitted() {
