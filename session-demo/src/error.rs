@@ -23,9 +23,18 @@ pub enum DemoError {
         #[source]
         source: session_core::Error,
     },
-    /// A `--secret-key` is not `ID:SECRET` with a valid id and a long enough secret.
-    #[error("invalid --secret-key: {0}")]
+    /// The secret keys (`SESSION_SECRET_KEYS` or `--secret-key-file`) are not
+    /// `ID:BASE64` lines with valid ids and long enough secrets, or the file cannot
+    /// be read. The message never quotes a key.
+    #[error("invalid secret keys: {0}")]
     SecretKey(String),
+    /// [`router`](crate::router) was given a manager whose session configuration is
+    /// not the options' one.
+    #[error("the session manager's configuration differs from the options")]
+    ManagerConfig,
+    /// The OS random source failed (drawing the CSRF key).
+    #[error("no randomness: {0}")]
+    Randomness(#[source] session_core::Error),
     /// The listening socket could not be bound, or the server failed.
     #[error("server: {0}")]
     Io(#[from] std::io::Error),

@@ -78,16 +78,51 @@ pub fn hidden_csrf(token: &str) -> String {
     )
 }
 
-/// The home page content.
-pub fn home(user: Option<&str>) -> String {
+/// The home page content: who is logged in, with which role, and the form that
+/// switches the role (to `user` for an admin; to `admin` for one of the
+/// `--admin-users` who dropped it).
+pub fn home(csrf: &str, user: Option<&str>, role: Option<&str>, may_be_admin: bool) -> String {
     let greeting = match user {
         Some(user) => format!("<p id=\"greeting\">Welcome back, {}.</p>", escape(user)),
         None => "<p id=\"greeting\">You are not logged in.</p>".to_owned(),
     };
+    let role_line = match (user, role) {
+        (Some(_), Some(role)) => {
+            let switch = match role {
+                "admin" => Some(("user", "Drop to the user role")),
+                _ if may_be_admin => Some(("admin", "Take the admin role")),
+                _ => None,
+            };
+            let form = switch
+                .map(|(to, label)| {
+                    format!(
+                        r#" <form method="post" action="/role" class="inline">{}<input type="hidden" name="role" value="{to}"><button id="switch-role">{label}</button></form>"#,
+                        hidden_csrf(csrf)
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "<p>Your role: <b id=\"role\">{}</b>.{form} Changing it gives the session a new id.</p>",
+                escape(role)
+            )
+        }
+        _ => String::new(),
+    };
     format!(
-        "{greeting}<ul><li><a href=\"/cart\">Shopping cart</a></li>\
+        "{greeting}{role_line}<ul><li><a href=\"/cart\">Shopping cart</a></li>\
          <li><a href=\"/counter\">Visit counter</a></li>\
-         <li><a href=\"/session\">Session expiry and contents</a></li></ul>"
+         <li><a href=\"/session\">Session expiry and contents</a></li>\
+         <li><a href=\"/admin\">Admin page</a> (admins only)</li>\
+         <li><a href=\"/api/ping\">Rate-limited API</a> (logged in)</li></ul>"
+    )
+}
+
+/// The admin page content.
+pub fn admin(_csrf: &str, admins: &str) -> String {
+    format!(
+        "<p id=\"admin\">You are an administrator.</p>\
+         <p>Administrators of this demo (<code>--admin-users</code>): {}</p>",
+        escape(admins)
     )
 }
 

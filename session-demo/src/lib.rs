@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod api;
 mod app;
 mod backend;
 pub mod csrf;
@@ -7,40 +8,65 @@ mod error;
 mod forms;
 pub mod html;
 mod options;
+pub mod secrets;
+mod serve;
 
 use std::net::SocketAddr;
 
 pub use app::{MAX_NAME_CHARS, router};
 pub use backend::open_manager;
 pub use error::DemoError;
-pub use options::{BackendKind, Options, SameSiteArg, Sealing, parse_duration};
+pub use options::{
+    BackendKind, Options, SameSiteArg, Sealing, parse_duration, parse_positive_duration,
+};
+use session_core::{CleanupSchedule, spawn_cleanup};
+
+use crate::options::to_std;
 
 /// A running demo server.
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The purge of expired sessions, when the store has one to run.
+    cleanup: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
-    /// Opens the backend, binds `options.host:options.port` (port 0: any free one)
-    /// and starts serving in a background task.
+    /// Reads the secret keys, opens the backend, binds `options.host:options.port`
+    /// (port 0: any free one), starts serving in a background task, and — unless
+    /// `--cleanup-interval` is 0 or the backend has no store — starts the purge of
+    /// expired sessions (`session_core::spawn_cleanup`).
     pub async fn start(options: &Options) -> Result<Self, DemoError> {
-        let manager = open_manager(options).await?;
-        let app = router(manager, options.backend.name());
+        let secrets = options.secret_keys()?;
+        let manager = open_manager(options, &secrets).await?;
+        let csrf = csrf::Csrf::new(&secrets, manager.config()).map_err(DemoError::Randomness)?;
+        drop(secrets);
+        let interval = to_std(options.cleanup_interval);
+        let cleanup = match manager.store() {
+            Some(store) if !interval.is_zero() => Some(spawn_cleanup(
+                store.clone(),
+                CleanupSchedule::every(interval),
+                // Stopped by aborting the task when the server is dropped.
+                std::future::pending::<()>(),
+            )),
+            _ => None,
+        };
+        let app = router(manager, options, csrf)?;
         let listener = tokio::net::TcpListener::bind((options.host, options.port)).await?;
         let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    // Without a signal handler the server simply runs until aborted.
-                    if tokio::signal::ctrl_c().await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                })
-                .await
-        });
-        Ok(Self { addr, task })
+        let header_read_timeout = to_std(options.header_read_timeout);
+        let task = tokio::spawn(serve::serve(listener, app, header_read_timeout, async {
+            // Without a signal handler the server simply runs until aborted.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }));
+        Ok(Self {
+            addr,
+            task,
+            cleanup,
+        })
     }
 
     /// The address the server listens on.
@@ -66,5 +92,8 @@ impl Drop for Server {
     fn drop(&mut self) {
         // Tests start many servers; each stops with its handle.
         self.task.abort();
+        if let Some(cleanup) = &self.cleanup {
+            cleanup.abort();
+        }
     }
 }

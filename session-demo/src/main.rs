@@ -2,12 +2,14 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use session_demo::{Options, Server};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let options = Options::parse();
+    let options = match Options::parse_args(std::env::args_os().skip(1)) {
+        Ok(options) => options,
+        Err(error) => error.exit(),
+    };
     let server = match Server::start(&options).await {
         Ok(server) => server,
         Err(error) => {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser, ValueEnum};
 use session_core::time::Duration;
-use session_core::{SameSite, SessionConfig};
+use session_core::{SameSite, SessionConfig, SessionConfigBuilder};
 
 use crate::DemoError;
 
@@ -18,8 +18,11 @@ use crate::DemoError;
 /// flag wins over the variable. Boolean options take `true`/`false` (or `yes`/`no`,
 /// `1`/`0`); a bare `--permanent` means `true`.
 ///
-/// `Debug` hides the `--secret-key` values and any password in `--backend-url`, so
-/// the options can be logged.
+/// Secret keys come from the variable SESSION_SECRET_KEYS or from
+/// `--secret-key-file`, never from a flag's value.
+///
+/// `Debug` hides the secret keys and any password in `--backend-url`, so the
+/// options can be logged.
 #[derive(Clone, Parser)]
 #[command(name = "session-demo", version, about, long_about = None)]
 pub struct Options {
@@ -135,23 +138,65 @@ pub struct Options {
     #[arg(long, env = "SESSION_ROTATION_GRACE", value_parser = parse_duration, default_value = "60s")]
     pub rotation_grace: Duration,
 
-    /// Secret key ring as `ID:SECRET`, newest first (repeat the flag, or
-    /// comma-separate in the variable); each secret at least 32 bytes of random
-    /// text. The newest key seals, every key opens. With the cookie backend it seals
-    /// the cookies (a random key per start when none is given); with a server-side
-    /// backend it encrypts every session at rest.
-    #[arg(
-        long = "secret-key",
-        env = "SESSION_SECRET_KEYS",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub secret_keys: Vec<String>,
+    /// A file of secret keys, one `ID:BASE64` per line, newest first (the format is
+    /// in the README; `openssl rand -base64 32` makes a secret). The newest key
+    /// seals, every key opens. With the cookie backend they seal the cookies (a
+    /// random key per start when none is given); with a server-side backend they
+    /// encrypt every session at rest. The keys may instead be given in the variable
+    /// SESSION_SECRET_KEYS (same format); never on the command line, where every
+    /// local user can read them in the process list.
+    #[arg(long, env = "SESSION_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+
+    /// The value of `SESSION_SECRET_KEYS`, read by [`Options::parse_args`] (no flag
+    /// takes a secret).
+    #[arg(skip)]
+    pub secret_keys_env: Option<String>,
 
     /// How the cookie backend seals sessions: `encrypted` (the user cannot read
     /// them) or `signed` (readable, tamper-proof).
     #[arg(long, env = "SESSION_COOKIE_SEALING", value_enum, default_value_t = Sealing::Encrypted)]
     pub cookie_sealing: Sealing,
+
+    /// How often expired sessions are purged from the store (file, PostgreSQL,
+    /// MySQL and memory; Redis expires them itself). `0` turns the purge off.
+    #[arg(long, env = "SESSION_CLEANUP_INTERVAL", value_parser = parse_duration, default_value = "5m")]
+    pub cleanup_interval: Duration,
+
+    /// How long a client may take to send a request's header (also the longest a
+    /// kept-alive connection waits idle for the next request).
+    #[arg(long, env = "SESSION_DEMO_HEADER_READ_TIMEOUT", value_parser = parse_positive_duration,
+          default_value = "10s")]
+    pub header_read_timeout: Duration,
+
+    /// How long a client may take to send a request's body.
+    #[arg(long, env = "SESSION_DEMO_BODY_READ_TIMEOUT", value_parser = parse_positive_duration,
+          default_value = "10s")]
+    pub body_read_timeout: Duration,
+
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, env = "SESSION_DEMO_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// User names that log in with the `admin` role (comma-separated); everyone
+    /// else is a `user`.
+    #[arg(
+        long,
+        env = "SESSION_DEMO_ADMIN_USERS",
+        value_delimiter = ',',
+        default_value = "admin"
+    )]
+    pub admin_users: Vec<String>,
+
+    /// Calls of `GET /api/ping` a session may make per window.
+    #[arg(long, env = "SESSION_DEMO_API_RATE_LIMIT", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub api_rate_limit: u32,
+
+    /// The rate-limit window of `GET /api/ping`.
+    #[arg(long, env = "SESSION_DEMO_API_RATE_WINDOW", value_parser = parse_positive_duration,
+          default_value = "60s")]
+    pub api_rate_window: Duration,
 }
 
 impl std::fmt::Debug for Options {
@@ -180,11 +225,19 @@ impl std::fmt::Debug for Options {
             .field("save_attempts", &self.save_attempts)
             .field("rotate_every", &self.rotate_every)
             .field("rotation_grace", &self.rotation_grace)
+            .field("secret_key_file", &self.secret_key_file)
             .field(
-                "secret_keys",
-                &format_args!("<{} redacted>", self.secret_keys.len()),
+                "secret_keys_env",
+                &self.secret_keys_env.as_ref().map(|_| "<redacted>"),
             )
             .field("cookie_sealing", &self.cookie_sealing)
+            .field("cleanup_interval", &self.cleanup_interval)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("body_read_timeout", &self.body_read_timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("admin_users", &self.admin_users)
+            .field("api_rate_limit", &self.api_rate_limit)
+            .field("api_rate_window", &self.api_rate_window)
             .finish()
     }
 }
@@ -259,25 +312,49 @@ pub enum SameSiteArg {
 
 impl Options {
     /// Parses `args` (without the program name) like the command line would,
-    /// environment variables included.
+    /// environment variables included (`SESSION_SECRET_KEYS` too).
     pub fn parse_args<I, S>(args: I) -> Result<Self, clap::Error>
     where
         I: IntoIterator<Item = S>,
         S: Into<std::ffi::OsString> + Clone,
     {
-        Self::try_parse_from(
+        let mut options = Self::try_parse_from(
             std::iter::once("session-demo".into()).chain(args.into_iter().map(Into::into)),
+        )?;
+        options.secret_keys_env = std::env::var(crate::secrets::ENV_VAR)
+            .ok()
+            .filter(|text| !text.trim().is_empty());
+        Ok(options)
+    }
+
+    /// The configured secret keys (from the variable or the file), newest first.
+    pub fn secret_keys(&self) -> Result<Vec<crate::secrets::SecretKey>, DemoError> {
+        crate::secrets::load(
+            self.secret_keys_env.as_deref(),
+            self.secret_key_file.as_deref(),
         )
     }
 
     /// The session configuration these options describe, validated.
     pub fn session_config(&self) -> Result<SessionConfig, DemoError> {
+        Ok(self.config_builder().build()?)
+    }
+
+    /// [`session_config`](Self::session_config) with `save_attempts` 1: a save that
+    /// meets a concurrent change fails instead of merging (the rate-limited API's
+    /// manager, see `api.rs`). Built from the same builder, so it can never miss an
+    /// option the main configuration has.
+    pub(crate) fn strict_session_config(&self) -> Result<SessionConfig, DemoError> {
+        Ok(self.config_builder().save_attempts(1).build()?)
+    }
+
+    fn config_builder(&self) -> SessionConfigBuilder {
         let same_site = match self.cookie_same_site {
             SameSiteArg::Strict => SameSite::Strict,
             SameSiteArg::Lax => SameSite::Lax,
             SameSiteArg::None => SameSite::None,
         };
-        Ok(SessionConfig::builder()
+        SessionConfig::builder()
             .cookie_name(self.cookie_name.clone())
             .secure(self.cookie_secure && !self.insecure_cookies)
             .http_only(self.cookie_http_only)
@@ -293,8 +370,23 @@ impl Options {
             .save_attempts(self.save_attempts)
             .rotate_every(self.rotate_every)
             .rotation_grace(self.rotation_grace)
-            .build()?)
     }
+}
+
+/// [`parse_duration`], refusing zero.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text).and_then(|d| {
+        if d.is_positive() {
+            Ok(d)
+        } else {
+            Err("must be longer than 0s".to_owned())
+        }
+    })
+}
+
+/// A non-negative `time` duration as a `std` one (negative ones are zero).
+pub(crate) fn to_std(duration: Duration) -> std::time::Duration {
+    std::time::Duration::try_from(duration).unwrap_or_default()
 }
 
 /// Parses `90s`, `30m`, `24h`, `7d`, or a plain number of seconds.
@@ -394,6 +486,29 @@ mod tests {
     }
 
     #[test]
+    fn the_strict_config_differs_only_in_save_attempts() {
+        let flags = [
+            "--cookie-name",
+            "__Host-sid",
+            "--cookie-same-site",
+            "strict",
+            "--idle-lifetime",
+            "3m",
+            "--rotate-every",
+            "1h",
+            "--max-payload-bytes",
+            "4096",
+            "--refresh-each-request",
+        ];
+        let options = Options::parse_args(flags.iter().chain(&["--save-attempts", "9"])).unwrap();
+        let strict = options.strict_session_config().unwrap();
+        assert_eq!(strict.save_attempts(), 1);
+        let one = Options::parse_args(flags.iter().chain(&["--save-attempts", "1"])).unwrap();
+        assert_eq!(strict, one.session_config().unwrap());
+        assert_ne!(strict, options.session_config().unwrap());
+    }
+
+    #[test]
     fn the_defaults_are_the_design_defaults() {
         let options = Options::parse_args(["--backend", "memory"]).unwrap();
         assert_eq!(options.session_config().unwrap(), SessionConfig::default());
@@ -402,27 +517,27 @@ mod tests {
     }
 
     /// Security review (HARDENING.md): `Debug` of the options once printed every
-    /// `--secret-key` and the backend URL's password.
+    /// secret key and the backend URL's password.
     #[test]
     fn debug_hides_secret_keys_and_url_passwords() {
-        let secret = "s3cr3t-0123456789abcdef0123456789abcdef";
-        let options = Options::parse_args([
+        let secret = "c2VjcmV0LWZvci1kZWJ1Zy10ZXN0LTlmOGU3ZDZjNWI0YTM5Mjg=";
+        let mut options = Options::parse_args([
             "--backend",
             "postgres",
             "--backend-url",
             "postgres://sess:hunter2pw@127.0.0.1:5432/sess?password=qu3rypw",
-            "--secret-key",
-            &format!("new:{secret}"),
-            "--secret-key",
-            &format!("old-{secret}:{secret}"),
         ])
         .unwrap();
+        options.secret_keys_env = Some(format!("new:{secret}"));
         let debug = format!("{options:?}");
         for hidden in [secret, "hunter2pw", "qu3rypw"] {
             assert!(!debug.contains(hidden), "{hidden} in {debug}");
         }
         assert!(debug.contains("postgres://sess:<redacted>@127.0.0.1:5432/sess?<redacted>"));
-        assert!(debug.contains("<2 redacted>"), "{debug}");
+        assert!(
+            debug.contains("secret_keys_env: Some(\"<redacted>\")"),
+            "{debug}"
+        );
         assert!(debug.contains("cookie_name: \"session_id\""), "{debug}");
 
         assert_eq!(
@@ -430,6 +545,64 @@ mod tests {
             "redis://:<redacted>@a:1/0,redis://<redacted>@b:2,redis://c:3"
         );
         assert_eq!(redact_urls("not a url"), "not a url");
+    }
+
+    /// Security review (HARDENING.md, issue 20): `--secret-key ID:SECRET` put the
+    /// secret in the process list (`ps`, `/proc/PID/cmdline`) for every local user.
+    /// No flag takes a secret value any more.
+    #[test]
+    fn no_flag_takes_a_secret() {
+        let spec = "k:c2VjcmV0LWZvci1kZWJ1Zy10ZXN0LTlmOGU3ZDZjNWI0YTM5Mjg=";
+        for flag in ["--secret-key", "--secret-keys", "--secret"] {
+            assert!(
+                Options::parse_args([flag, spec]).is_err(),
+                "{flag} is accepted"
+            );
+        }
+        let file = Options::parse_args(["--secret-key-file", "/run/secrets/session-keys"]).unwrap();
+        assert_eq!(
+            file.secret_key_file.as_deref(),
+            Some(std::path::Path::new("/run/secrets/session-keys"))
+        );
+    }
+
+    #[test]
+    fn the_new_options_parse_and_zero_timeouts_are_refused() {
+        let options = Options::parse_args([
+            "--cleanup-interval",
+            "0",
+            "--header-read-timeout",
+            "2s",
+            "--body-read-timeout",
+            "3s",
+            "--max-body-bytes",
+            "100",
+            "--admin-users",
+            "root,alice",
+            "--api-rate-limit",
+            "7",
+            "--api-rate-window",
+            "2m",
+        ])
+        .unwrap();
+        assert_eq!(options.cleanup_interval, Duration::ZERO);
+        assert_eq!(options.header_read_timeout, Duration::seconds(2));
+        assert_eq!(options.body_read_timeout, Duration::seconds(3));
+        assert_eq!(options.max_body_bytes, 100);
+        assert_eq!(options.admin_users, ["root", "alice"]);
+        assert_eq!(options.api_rate_limit, 7);
+        assert_eq!(options.api_rate_window, Duration::minutes(2));
+        let defaults = Options::parse_args(Vec::<String>::new()).unwrap();
+        assert_eq!(defaults.cleanup_interval, Duration::minutes(5));
+        assert_eq!(defaults.admin_users, ["admin"]);
+        for bad in [
+            ["--header-read-timeout", "0"],
+            ["--body-read-timeout", "0s"],
+            ["--api-rate-window", "0"],
+            ["--api-rate-limit", "0"],
+        ] {
+            assert!(Options::parse_args(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

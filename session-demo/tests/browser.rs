@@ -1,6 +1,8 @@
 //! The demo in a real browser: headless Chromium driven through chromedriver
-//! (WebDriver) through login, cart, reload and logout, with a screenshot kept as
-//! an artifact (`target/tmp/session-demo-browser/`).
+//! (WebDriver) through the login form (which stores nothing until the login), cart,
+//! reload, the rate-limited API up to its 429, the admin page (403 for a user, a new
+//! session id at a role change) and logout, with screenshots kept as artifacts
+//! (`target/tmp/session-demo-browser/`).
 //!
 //! Needs the Debian packages `chromium` and `chromium-driver`
 //! (`scripts/install-browser.sh`). Without them the test prints a skip line, unless
@@ -43,9 +45,12 @@ async fn login_cart_reload_logout_in_chromium() {
 
     // Default cookie options, Secure included: Chromium treats http://127.0.0.1 as
     // a secure context and keeps Secure cookies from it.
-    let demo = Demo::start("memory", &[])
-        .await
-        .expect("memory is always available");
+    let demo = Demo::start(
+        "memory",
+        &["--admin-users", "root", "--api-rate-limit", "3"],
+    )
+    .await
+    .expect("memory is always available");
     let driver = Driver::start(&chromedriver)
         .await
         .expect("chromedriver starts");
@@ -71,8 +76,16 @@ async fn walk_through(browser: &Browser<'_>, demo: &Demo) -> Result<(), String> 
     let url = |path: &str| demo.at(path).to_string();
     let expect = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_owned()) };
 
-    // Log in through the form.
+    // The login form stores nothing: the browser gets the CSRF nonce cookie only.
     browser.goto(&url("/login")).await?;
+    let cookies = browser.cookies().await?;
+    expect(
+        !cookies.iter().any(|c| c["name"] == "session_id")
+            && cookies.iter().any(|c| c["name"] == "session_demo_csrf"),
+        &format!("the login form's cookies: {cookies:?}"),
+    )?;
+
+    // Log in through the form.
     let username = browser.find("#username").await?;
     browser.type_into(&username, "alice").await?;
     browser.click(&browser.find("#login").await?).await?;
@@ -130,6 +143,32 @@ async fn walk_through(browser: &Browser<'_>, demo: &Demo) -> Result<(), String> 
     browser.screenshot(&screenshot).await?;
     eprintln!("screenshot: {}", screenshot.display());
 
+    // The rate-limited API: three calls, then a 429 that says when to retry.
+    for call in 1..=3 {
+        browser.goto(&url("/api/ping")).await?;
+        let body = body_text(browser).await?;
+        expect(
+            body.contains(&format!("\"call\":{call}")),
+            &format!("API call {call}: {body}"),
+        )?;
+    }
+    browser.goto(&url("/api/ping")).await?;
+    let body = body_text(browser).await?;
+    expect(
+        body.contains("rate limit exceeded") && body.contains("Retry in"),
+        &format!("the fourth call: {body}"),
+    )?;
+    browser.screenshot(&artifact("rate-limited.png")).await?;
+
+    // A user is refused the admin page.
+    browser.goto(&url("/admin")).await?;
+    let message = browser.text(&browser.find("#message").await?).await?;
+    expect(
+        message.contains("administrators"),
+        &format!("/admin as a user: {message:?}"),
+    )?;
+    browser.goto(&url("/")).await?;
+
     // Log out: the session and its cookie are gone.
     browser.click(&browser.find("#logout").await?).await?;
     let greeting = browser.text(&browser.find("#greeting").await?).await?;
@@ -146,5 +185,72 @@ async fn walk_through(browser: &Browser<'_>, demo: &Demo) -> Result<(), String> 
     let items = browser.texts("#cart .item .name").await?;
     expect(items.is_empty(), &format!("cart after logout: {items:?}"))?;
     browser.screenshot(&artifact("after-logout.png")).await?;
+
+    // An admin sees the admin page; dropping the role gives the session a new id,
+    // and the admin page is refused.
+    browser.goto(&url("/login")).await?;
+    browser
+        .type_into(&browser.find("#username").await?, "root")
+        .await?;
+    browser.click(&browser.find("#login").await?).await?;
+    let role = browser.text(&browser.find("#role").await?).await?;
+    expect(role == "admin", &format!("root's role: {role:?}"))?;
+    browser.goto(&url("/admin")).await?;
+    browser.find("#admin").await?;
+    browser.screenshot(&artifact("admin.png")).await?;
+    let admin_id = session_id(browser).await?;
+    browser.goto(&url("/")).await?;
+    browser.click(&browser.find("#switch-role").await?).await?;
+    // The click reloads the home page, which also has a #role: wait for the new one.
+    wait_for_text(browser, "#role", "user").await?;
+    let user_id = session_id(browser).await?;
+    expect(user_id != admin_id, "a role change rotates the session id")?;
+    browser.goto(&url("/admin")).await?;
+    let message = browser.text(&browser.find("#message").await?).await?;
+    expect(
+        message.contains("administrators"),
+        &format!("/admin after dropping the role: {message:?}"),
+    )?;
     Ok(())
+}
+
+/// Waits (up to 5 s) until the element `selector` reads `expected`; an element of
+/// the page being replaced may vanish under us, which is retried too.
+async fn wait_for_text(
+    browser: &Browser<'_>,
+    selector: &str,
+    expected: &str,
+) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(element) = browser.find(selector).await {
+            match browser.text(&element).await {
+                Ok(text) if text == expected => return Ok(()),
+                Ok(text) => last = text,
+                Err(_) => {}
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(format!("{selector} reads {last:?}, not {expected:?}"))
+}
+
+/// The page's text (a JSON answer is shown as text).
+async fn body_text(browser: &Browser<'_>) -> Result<String, String> {
+    let text = browser
+        .execute("return document.body.innerText;", serde_json::json!([]))
+        .await?;
+    Ok(text.as_str().unwrap_or_default().to_owned())
+}
+
+/// The value of the browser's session cookie.
+async fn session_id(browser: &Browser<'_>) -> Result<String, String> {
+    let cookies = browser.cookies().await?;
+    cookies
+        .iter()
+        .find(|c| c["name"] == "session_id")
+        .and_then(|c| c["value"].as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no session cookie: {cookies:?}"))
 }

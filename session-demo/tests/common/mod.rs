@@ -2,8 +2,10 @@
 //! ephemeral ports, clients with cookie jars, and page scraping helpers.
 #![allow(dead_code)] // Each test binary uses its own part of this module.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
+use base64::Engine as _;
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::{Client, Url, redirect};
 use session_demo::{Options, Server};
@@ -73,6 +75,14 @@ impl Demo {
     pub async fn start(backend: &str, extra: &[&str]) -> Option<Demo> {
         let dir = Arc::new(tempfile::tempdir().expect("a temporary directory"));
         let mut args = backend_args(backend, dir.path())?;
+        // A test's own table or prefix replaces the shared one.
+        for flag in ["--sql-table", "--redis-key-prefix"] {
+            if extra.contains(&flag)
+                && let Some(at) = args.iter().position(|a| a == flag)
+            {
+                args.drain(at..at + 2);
+            }
+        }
         args.extend(["--host", "127.0.0.1", "--port", "0"].map(str::to_owned));
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         Some(Self::with_args(args, dir).await)
@@ -102,6 +112,74 @@ impl Demo {
     pub fn at(&self, path: &str) -> Url {
         self.url.join(path).expect("a valid path")
     }
+
+    /// The temporary directory of this demo (the file backend's store).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
+/// A key file (`--secret-key-file`) holding one random key, shared by the whole
+/// test binary (so twin instances agree); its path.
+pub fn key_file() -> &'static str {
+    static FILE: OnceLock<(tempfile::TempDir, String)> = OnceLock::new();
+    let (_, path) = FILE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).expect("randomness");
+        let path = dir.path().join("session-keys");
+        let text = format!(
+            "# test key\ntest-key:{}\n",
+            base64::engine::general_purpose::STANDARD.encode(secret)
+        );
+        std::fs::write(&path, text).expect("the key file is written");
+        let path = path.to_str().expect("a UTF-8 path").to_owned();
+        (dir, path)
+    });
+    path
+}
+
+/// Every regular file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("a readable directory") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// The session records (files named by 64 hex characters) under `dir`.
+pub fn record_files(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
+        .collect()
+}
+
+/// Logs in as `user` through the login form and returns the final page.
+pub async fn login(demo: &Demo, client: &Client, user: &str) -> String {
+    let (_, page) = get(client, demo.at("/login")).await;
+    let token = csrf_token(&page);
+    let (status, home) = post(
+        client,
+        demo.at("/login"),
+        &[("csrf", &token), ("username", user)],
+    )
+    .await;
+    assert_eq!(status, 200, "{home}");
+    home
 }
 
 /// A browser-like client: a cookie jar, redirects followed.
