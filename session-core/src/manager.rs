@@ -280,6 +280,47 @@ impl SessionManager {
     /// On error nothing of this request is half-written: the store's record is
     /// either the old one or the new one.
     pub async fn finish(&self, session: &Session) -> Result<CookieDecision, Error> {
+        self.finish_with(session, true).await
+    }
+
+    /// [`finish`](Self::finish) without merging: the request's changes are saved only
+    /// if the session is still the version this request loaded. If another request
+    /// — of this process or another — saved it meanwhile, nothing is written and the
+    /// result is [`Error::Conflict`]; the caller reads the session afresh (a new
+    /// [`Session`]) and decides again.
+    ///
+    /// For a decision that depends on what the request read, where replaying the
+    /// request's values onto someone else's version would be wrong: a counter, a
+    /// budget, "admit the N-th call". Each `Conflict` means another request's save
+    /// succeeded.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use session_core::*;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let manager = SessionManager::new(Arc::new(session_memory::MemoryStore::new()), SessionConfig::default());
+    /// # let s = manager.session(None);
+    /// # s.insert("calls", &0u32).await?;
+    /// # let CookieDecision::Set(cookie) = manager.finish(&s).await? else { panic!() };
+    /// # let cookie = cookie.value().to_owned();
+    /// // Two requests read the same count…
+    /// let a = manager.session(Some(&cookie));
+    /// let b = manager.session(Some(&cookie));
+    /// let n: u32 = a.get("calls").await?.unwrap_or(0);
+    /// a.insert("calls", &(n + 1)).await?;
+    /// let m: u32 = b.get("calls").await?.unwrap_or(0);
+    /// b.insert("calls", &(m + 1)).await?;
+    /// // …only the first one's increment is stored; the second must read again.
+    /// assert_eq!(manager.finish_if_unchanged(&a).await?, CookieDecision::Leave);
+    /// assert!(matches!(manager.finish_if_unchanged(&b).await, Err(Error::Conflict)));
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn finish_if_unchanged(&self, session: &Session) -> Result<CookieDecision, Error> {
+        self.finish_with(session, false).await
+    }
+
+    async fn finish_with(&self, session: &Session, merge: bool) -> Result<CookieDecision, Error> {
         let (loaded, cycle, destroyed) = {
             let state = session.state();
             (state.loaded.clone(), state.cycle, state.destroyed)
@@ -287,7 +328,7 @@ impl SessionManager {
         let had_cookie = session.inner.had_cookie;
         let (decision, loaded) = match &self.shared.backend {
             Backend::Server(store) => {
-                let server = ServerSide::new(&self.shared, store.as_ref());
+                let server = ServerSide::new(&self.shared, store.as_ref()).merging(merge);
                 server
                     .finish(
                         session.inner.incoming.as_ref(),

@@ -76,11 +76,23 @@ enum Retire {
 pub(crate) struct ServerSide<'a> {
     shared: &'a Shared,
     store: &'a dyn SessionInterface,
+    /// Whether a write that finds the session changed since this request loaded it
+    /// merges (the default) or gives up with `Conflict` (`finish_if_unchanged`).
+    merge: bool,
 }
 
 impl<'a> ServerSide<'a> {
     pub(crate) fn new(shared: &'a Shared, store: &'a dyn SessionInterface) -> Self {
-        Self { shared, store }
+        Self {
+            shared,
+            store,
+            merge: true,
+        }
+    }
+
+    /// `self`, merging concurrent changes or not.
+    pub(crate) fn merging(self, merge: bool) -> Self {
+        Self { merge, ..self }
     }
 
     /// Ends a request: the store operations and the cookie decision. Returns the
@@ -251,6 +263,9 @@ impl<'a> ServerSide<'a> {
             None => None,
         };
         if let Some(saved) = turn.as_deref().and_then(Option::as_ref) {
+            if !self.merge && loaded.is_behind(saved) {
+                return Err(Error::Conflict);
+            }
             loaded.catch_up(saved);
         }
         let attempts = self.shared.config.save_attempts();
@@ -276,6 +291,7 @@ impl<'a> ServerSide<'a> {
                     }
                     return Ok(decision);
                 }
+                Err(Error::Conflict) if !self.merge => return Err(Error::Conflict),
                 Err(Error::Conflict) => {
                     // Someone saved (or rotated) first: replay our changes onto
                     // their version.

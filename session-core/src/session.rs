@@ -81,15 +81,18 @@ impl Loaded {
         })
     }
 
+    /// Whether `saved` is a newer version of the record this request loaded.
+    pub(crate) fn is_behind(&self, saved: &Saved) -> bool {
+        self.existing
+            .as_ref()
+            .is_some_and(|e| e.key == saved.existing.key && e.version < saved.existing.version)
+    }
+
     /// Catches up with a save of this manager's queue that this request's load did
     /// not see (a newer version of the same record), replaying this request's
     /// changes onto it; otherwise leaves the session as it is.
     pub(crate) fn catch_up(&mut self, saved: &Saved) {
-        let newer = self
-            .existing
-            .as_ref()
-            .is_some_and(|e| e.key == saved.existing.key && e.version < saved.existing.version);
-        if newer {
+        if self.is_behind(saved) {
             let fresh = Envelope {
                 meta: saved.meta,
                 data: Data::clone(&saved.data),

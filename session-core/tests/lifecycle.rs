@@ -1043,3 +1043,37 @@ async fn only_a_request_that_uses_its_session_joins_the_queue() {
     assert!(unknown.is_empty().await.unwrap());
     assert_eq!(f.manager.queued_sessions(), 0);
 }
+
+#[tokio::test]
+async fn finish_if_unchanged_never_merges_a_read_dependent_change() {
+    in_one_and_two_processes(|f, other| async move {
+        let cookie = new_session(&f, &[("calls", 4)]).await;
+        let a = f.manager.session(Some(&cookie));
+        let b = other.session(Some(&cookie));
+        let n: i64 = a.get("calls").await.unwrap().unwrap();
+        let m: i64 = b.get("calls").await.unwrap().unwrap();
+        a.insert("calls", &(n + 1)).await.unwrap();
+        b.insert("calls", &(m + 1)).await.unwrap();
+        assert_eq!(
+            f.manager.finish_if_unchanged(&a).await.unwrap(),
+            CookieDecision::Leave
+        );
+        assert!(matches!(
+            other.finish_if_unchanged(&b).await,
+            Err(Error::Conflict)
+        ));
+        let check = f.manager.session(Some(&cookie));
+        assert_eq!(check.get::<i64>("calls").await.unwrap(), Some(5));
+        // Read afresh, the second request's increment goes through.
+        let b = other.session(Some(&cookie));
+        let m: i64 = b.get("calls").await.unwrap().unwrap();
+        b.insert("calls", &(m + 1)).await.unwrap();
+        assert_eq!(
+            other.finish_if_unchanged(&b).await.unwrap(),
+            CookieDecision::Leave
+        );
+        let check = f.manager.session(Some(&cookie));
+        assert_eq!(check.get::<i64>("calls").await.unwrap(), Some(6));
+    })
+    .await;
+}

@@ -9,8 +9,10 @@
 //! for a counter, where two requests that both read 4 would both store 5 and both be
 //! admitted). So this handler does not use the layer's session. It opens the
 //! request's session through a second manager over the same store whose
-//! `save_attempts` is 1, calls [`SessionManager::finish`] itself, and answers 200
-//! only when that save succeeded. A conflict means another call (or another request
+//! `save_attempts` is 1, calls [`SessionManager::finish_if_unchanged`] itself (which
+//! never merges: within the instance the manager's per-session queue would otherwise
+//! replay the increment onto the previous call's version), and answers 200 only when
+//! that save succeeded. A conflict means another call (or another request
 //! of this session) saved first: the handler starts over from a fresh read, and
 //! decides again. Each conflict is one successful save of someone else, so after
 //! `limit + save_attempts` attempts the call gives up with a 503 (not admitted).
@@ -129,7 +131,7 @@ impl Api {
             used: used + 1,
         };
         session.insert(BUDGET_KEY, &next).await?;
-        let decision = match self.strict.finish(session).await {
+        let decision = match self.strict.finish_if_unchanged(session).await {
             Ok(decision) => decision,
             Err(Error::Conflict | Error::TooManyConflicts { .. }) => return Ok(Attempt::Conflict),
             Err(error) => return Err(error),
