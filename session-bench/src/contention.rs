@@ -249,7 +249,9 @@ async fn two_processes(
             .arg(url)
             .arg("--file-dir")
             .arg(dir)
-            .args(["--contention-cookie", cookie, "--contention-tag", side])
+            // `=`: a cookie may begin with `-`, which would read as a flag.
+            .arg(format!("--contention-cookie={cookie}"))
+            .arg(format!("--contention-tag={side}"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
