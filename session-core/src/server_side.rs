@@ -433,13 +433,23 @@ impl<'a> ServerSide<'a> {
         Ok(decision)
     }
 
-    /// Extends the deadline of an unchanged session.
+    /// Extends the deadline of an unchanged session, when that gains more than the
+    /// configured share of its idle lifetime ([`SessionConfig::refresh_threshold`]);
+    /// otherwise no store call and no cookie.
+    ///
+    /// [`SessionConfig::refresh_threshold`]: crate::SessionConfig::refresh_threshold
     async fn refresh(&self, loaded: &mut Loaded) -> Result<CookieDecision, Error> {
         let Some(existing) = loaded.existing.clone() else {
             return Ok(CookieDecision::Leave);
         };
         let now = self.shared.clock.now();
         let deadline = self.shared.deadline(&loaded.meta, now);
+        if !self
+            .shared
+            .refresh_due(&loaded.meta, existing.expires_at, deadline)
+        {
+            return Ok(CookieDecision::Leave);
+        }
         let alive = if self.store.capabilities().touch {
             let alive = self.store.touch(&existing.key, deadline).await?;
             loaded.existing = Some(Existing {

@@ -487,6 +487,7 @@ async fn absolute_deadline_ends_an_active_session() {
             .idle_lifetime(Duration::hours(1))
             .absolute_lifetime(Duration::hours(3))
             .refresh_each_request(true)
+            .refresh_threshold(0.0)
             .build()
             .unwrap(),
     );
@@ -515,7 +516,7 @@ async fn refresh_each_request_touches_instead_of_saving() {
             .unwrap(),
     );
     let cookie = new_session(&f, &[("a", 1)]).await;
-    f.clock.advance(Duration::hours(1));
+    f.clock.advance(Duration::hours(13));
     let s = f.manager.session(Some(&cookie));
     s.get::<i64>("a").await.unwrap();
     assert_eq!(f.manager.finish(&s).await.unwrap(), CookieDecision::Leave);
@@ -546,7 +547,7 @@ async fn refresh_without_touch_support_rewrites_the_loaded_bytes() {
     let before = store.inner.load(&key).await.unwrap().unwrap();
     store.take_calls();
 
-    clock.advance(Duration::hours(1));
+    clock.advance(Duration::hours(13));
     let s = manager.session(Some(&cookie));
     assert!(s.exists().await.unwrap());
     assert_eq!(manager.finish(&s).await.unwrap(), CookieDecision::Leave);
@@ -579,7 +580,7 @@ async fn permanent_refresh_renews_max_age() {
             .unwrap(),
     );
     let cookie = new_session(&f, &[("a", 1)]).await;
-    f.clock.advance(Duration::hours(5));
+    f.clock.advance(Duration::hours(13));
     let s = f.manager.session(Some(&cookie));
     s.get::<i64>("a").await.unwrap();
     let CookieDecision::Set(c) = f.manager.finish(&s).await.unwrap() else {
@@ -598,6 +599,7 @@ async fn touch_of_a_vanished_session_removes_the_cookie() {
             .unwrap(),
     );
     let cookie = new_session(&f, &[("a", 1)]).await;
+    f.clock.advance(Duration::hours(13));
     let s = f.manager.session(Some(&cookie));
     s.get::<i64>("a").await.unwrap();
     let key = SessionToken::parse(&cookie).unwrap().storage_key();
@@ -1042,4 +1044,171 @@ async fn only_a_request_that_uses_its_session_joins_the_queue() {
         .session(Some(&SessionToken::generate().unwrap().to_cookie_value()));
     assert!(unknown.is_empty().await.unwrap());
     assert_eq!(f.manager.queued_sessions(), 0);
+}
+
+fn refreshing(share: f64) -> Fixture {
+    fixture_with(
+        SessionConfig::builder()
+            .refresh_each_request(true)
+            .refresh_threshold(share)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// One request that reads `a` and finishes.
+async fn read_request(f: &Fixture, cookie: &str) -> CookieDecision {
+    let s = f.manager.session(Some(cookie));
+    assert_eq!(s.get::<i64>("a").await.unwrap(), Some(1));
+    f.manager.finish(&s).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_refresh_that_gains_too_little_makes_no_store_write_and_no_cookie() {
+    for permanent in [false, true] {
+        let f = fixture_with(
+            SessionConfig::builder()
+                .refresh_each_request(true)
+                .permanent(permanent)
+                .build()
+                .unwrap(),
+        );
+        let cookie = new_session(&f, &[("a", 1)]).await;
+        let before = stored(&f, &cookie).await.unwrap();
+        // Exactly half the idle lifetime gains exactly the threshold: not more.
+        f.clock.advance(Duration::hours(12));
+        assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+        assert_eq!(
+            f.store.take_calls(),
+            Calls {
+                load: 1,
+                ..Calls::default()
+            }
+        );
+        assert_eq!(stored(&f, &cookie).await.unwrap(), before);
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_that_gains_more_than_the_threshold_is_one_touch() {
+    for permanent in [false, true] {
+        let f = fixture_with(
+            SessionConfig::builder()
+                .refresh_each_request(true)
+                .permanent(permanent)
+                .build()
+                .unwrap(),
+        );
+        let cookie = new_session(&f, &[("a", 1)]).await;
+        f.clock.advance(Duration::hours(12) + Duration::seconds(1));
+        let decision = read_request(&f, &cookie).await;
+        if permanent {
+            let CookieDecision::Set(c) = decision else {
+                panic!("{decision:?}")
+            };
+            assert_eq!(c.max_age(), Some(Duration::hours(24)));
+        } else {
+            assert_eq!(decision, CookieDecision::Leave);
+        }
+        let calls = f.store.take_calls();
+        assert_eq!(
+            (calls.load, calls.touch, calls.update),
+            (1, 1, 0),
+            "{calls:?}"
+        );
+        let rec = stored(&f, &cookie).await.unwrap();
+        assert_eq!(rec.expires_at, f.clock.now() + Duration::hours(24));
+    }
+}
+
+#[tokio::test]
+async fn after_a_request_the_idle_time_left_is_never_below_one_minus_the_share() {
+    for share in [0.0, 0.3, 0.5, 0.9] {
+        // No absolute cap within reach: the interplay has its own test.
+        let f = fixture_with(
+            SessionConfig::builder()
+                .refresh_each_request(true)
+                .refresh_threshold(share)
+                .absolute_lifetime(SessionConfig::MAX_LIFETIME)
+                .build()
+                .unwrap(),
+        );
+        let idle = Duration::hours(24);
+        let floor = idle.as_seconds_f64() * (1.0 - share);
+        let cookie = new_session(&f, &[("a", 1)]).await;
+        // Gaps from a second to just under the promised floor (a longer one may end
+        // the session), in a fixed jumble.
+        let shares = [0.0, 0.04, 0.999, 0.5, 0.3, 0.99, 0.01, 0.75, 0.6, 0.2, 0.9];
+        for (i, part) in shares.iter().cycle().take(60).enumerate() {
+            let gap = ((floor * part) as i64).max(1);
+            f.clock.advance(Duration::seconds(gap));
+            assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+            let rec = stored(&f, &cookie).await.unwrap();
+            let left = (rec.expires_at - f.clock.now()).as_seconds_f64();
+            assert!(
+                left >= floor && left <= idle.as_seconds_f64(),
+                "share {share}, request {i}: {left} s left"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_threshold_never_lets_a_refresh_pass_the_absolute_deadline() {
+    let f = fixture_with(
+        SessionConfig::builder()
+            .idle_lifetime(Duration::hours(1))
+            .absolute_lifetime(Duration::hours(3))
+            .refresh_each_request(true)
+            .build()
+            .unwrap(),
+    );
+    let created = f.clock.now();
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    // 40 min gains more than half an hour: touched, to now + 1 h.
+    f.clock.advance(Duration::minutes(40));
+    assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+    assert_eq!(f.store.take_calls().touch, 1);
+    f.clock.advance(Duration::minutes(40));
+    assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+    assert_eq!(f.store.take_calls().touch, 1);
+    // At 2 h: the capped deadline (3 h) gains 40 min over 2 h 20: touched, to the cap.
+    f.clock.advance(Duration::minutes(40));
+    assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+    assert_eq!(f.store.take_calls().touch, 1);
+    let cap = created + Duration::hours(3);
+    assert_eq!(stored(&f, &cookie).await.unwrap().expires_at, cap);
+    // From now on the capped deadline gains nothing: no more writes until the end.
+    for _ in 0..49 {
+        f.clock.advance(Duration::seconds(59));
+        assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+        assert_eq!(f.store.take_calls().touch, 0);
+        assert_eq!(stored(&f, &cookie).await.unwrap().expires_at, cap);
+    }
+    f.clock.advance(Duration::hours(1));
+    assert!(!f.manager.session(Some(&cookie)).exists().await.unwrap());
+}
+
+/// The figure the README quotes: one request a second for ten minutes, default
+/// idle lifetime, default threshold.
+#[tokio::test]
+async fn a_user_active_every_second_for_ten_minutes_costs_no_refresh_write() {
+    for (share, expected_touches) in [(SessionConfig::DEFAULT_REFRESH_THRESHOLD, 0), (0.0, 600)] {
+        let f = refreshing(share);
+        let cookie = new_session(&f, &[("a", 1)]).await;
+        let mut calls = Calls::default();
+        for _ in 0..600 {
+            f.clock.advance(Duration::seconds(1));
+            assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+            let c = f.store.take_calls();
+            calls.load += c.load;
+            calls.touch += c.touch;
+            calls.update += c.update;
+        }
+        assert_eq!(
+            (calls.load, calls.touch, calls.update),
+            (600, expected_touches, 0),
+            "share {share}"
+        );
+    }
 }
