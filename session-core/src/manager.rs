@@ -277,6 +277,9 @@ impl SessionManager {
     ///   store cannot touch), but only when that moves the deadline by more than
     ///   [`SessionConfig::refresh_threshold`] of the idle lifetime; otherwise no
     ///   store call and [`CookieDecision::Leave`], even for a permanent session.
+    ///   With a store that declares [`Capabilities::load_and_touch`](crate::Capabilities::load_and_touch)
+    ///   the load already made that refresh (see
+    ///   [`SessionInterface::load_and_touch`]): no further store call.
     ///
     /// On error nothing of this request is half-written: the store's record is
     /// either the old one or the new one.
@@ -314,6 +317,7 @@ impl SessionManager {
         loaded.changes.clear();
         loaded.cleared = false;
         loaded.meta_changed = false;
+        loaded.refreshed = false;
         let mut state = session.state();
         state.cycle = false;
         state.loaded = Some(loaded);
@@ -354,6 +358,7 @@ impl Shared {
             meta_changed: false,
             via: None,
             ticket: None,
+            refreshed: false,
         }
     }
 

@@ -68,6 +68,9 @@ pub(crate) struct Loaded {
     /// This request's place in the manager's per-session queue (server-side
     /// sessions named by a cookie); shared by the copies `finish` makes.
     pub ticket: Option<Arc<Ticket>>,
+    /// The load already refreshed the deadline (a one-step `load_and_touch`), so
+    /// `finish` only owes the cookie of a permanent session.
+    pub refreshed: bool,
 }
 
 impl Loaded {
@@ -431,5 +434,6 @@ pub(crate) fn loaded_from_record(existing: Existing, envelope: Envelope) -> Load
         meta_changed: false,
         via: None,
         ticket: None,
+        refreshed: false,
     }
 }

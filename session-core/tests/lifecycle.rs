@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use session_core::time::{Duration, OffsetDateTime};
 use session_core::{
-    Capabilities, Clock, CookieDecision, Error, ManualClock, NewRecord, SaveMode, Session,
-    SessionConfig, SessionInterface, SessionManager, SessionToken, StorageKey, StoredRecord,
-    Version,
+    Capabilities, Clock, CookieDecision, Error, ManualClock, NewRecord, Refreshed, SaveMode,
+    Session, SessionConfig, SessionInterface, SessionManager, SessionToken, StorageKey,
+    StoredRecord, Version,
 };
 use session_memory::MemoryStore;
 
@@ -20,6 +20,7 @@ struct Calls {
     update: u32,
     expire: u32,
     touch: u32,
+    load_and_touch: u32,
     /// Updates answered with `Conflict`.
     conflict: u32,
 }
@@ -32,6 +33,8 @@ struct Recording {
     /// Answer this many creates with `Collision` before passing them through.
     collide_creates: AtomicU32,
     touch_supported: bool,
+    /// Declares (and passes through) session-memory's one-step `load_and_touch`.
+    one_step: bool,
 }
 
 impl Recording {
@@ -45,6 +48,18 @@ impl Recording {
             calls: Mutex::new(Calls::default()),
             collide_creates: AtomicU32::new(0),
             touch_supported,
+            one_step: false,
+        })
+    }
+
+    /// A recording store that declares the one-step `load_and_touch`.
+    fn one_step(clock: &ManualClock) -> Arc<Self> {
+        Arc::new(Self {
+            inner: MemoryStore::with_clock(clock.shared()),
+            calls: Mutex::new(Calls::default()),
+            collide_creates: AtomicU32::new(0),
+            touch_supported: true,
+            one_step: true,
         })
     }
 
@@ -103,12 +118,25 @@ impl SessionInterface for Recording {
         self.inner.touch(key, expires_at).await
     }
 
+    async fn load_and_touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        due_before: OffsetDateTime,
+    ) -> Result<Option<Refreshed>, Error> {
+        self.count(|c| c.load_and_touch += 1);
+        self.inner.load_and_touch(key, expires_at, due_before).await
+    }
+
     async fn delete_expired(&self) -> Result<u64, Error> {
         self.inner.delete_expired().await
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities().with_touch(self.touch_supported)
+        self.inner
+            .capabilities()
+            .with_touch(self.touch_supported)
+            .with_load_and_touch(self.one_step)
     }
 }
 
@@ -1211,4 +1239,175 @@ async fn a_user_active_every_second_for_ten_minutes_costs_no_refresh_write() {
             "share {share}"
         );
     }
+}
+
+fn one_step_fixture(config: SessionConfig) -> Fixture {
+    let clock = ManualClock::new(session_core::time::macros::datetime!(2030-01-01 0:00 UTC));
+    let store = Recording::one_step(&clock);
+    let manager = SessionManager::with_clock(store.clone(), config, clock.shared());
+    Fixture {
+        clock,
+        store,
+        manager,
+    }
+}
+
+fn only_load_and_touch() -> Calls {
+    Calls {
+        load_and_touch: 1,
+        ..Calls::default()
+    }
+}
+
+#[tokio::test]
+async fn with_a_one_step_store_a_read_only_request_is_one_round_trip() {
+    for permanent in [false, true] {
+        let f = one_step_fixture(
+            SessionConfig::builder()
+                .refresh_each_request(true)
+                .permanent(permanent)
+                .build()
+                .unwrap(),
+        );
+        let cookie = new_session(&f, &[("a", 1)]).await;
+        let before = stored(&f, &cookie).await.unwrap();
+
+        // Not due: one call, nothing moves, no cookie.
+        f.clock.advance(Duration::hours(12));
+        assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+        assert_eq!(f.store.take_calls(), only_load_and_touch());
+        assert_eq!(stored(&f, &cookie).await.unwrap(), before);
+
+        // Due: still one call, and the deadline moved in it.
+        f.clock.advance(Duration::seconds(1));
+        let decision = read_request(&f, &cookie).await;
+        assert_eq!(f.store.take_calls(), only_load_and_touch());
+        let after = stored(&f, &cookie).await.unwrap();
+        assert_eq!(after.expires_at, f.clock.now() + Duration::hours(24));
+        assert_eq!(
+            (&after.payload, after.version),
+            (&before.payload, before.version)
+        );
+        if permanent {
+            let CookieDecision::Set(c) = decision else {
+                panic!("{decision:?}")
+            };
+            assert_eq!(c.max_age(), Some(Duration::hours(24)));
+        } else {
+            assert_eq!(decision, CookieDecision::Leave);
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_a_one_step_store_ten_minutes_of_requests_cost_one_call_each() {
+    let f = one_step_fixture(
+        SessionConfig::builder()
+            .refresh_each_request(true)
+            .build()
+            .unwrap(),
+    );
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    let mut total = 0;
+    for _ in 0..600 {
+        f.clock.advance(Duration::seconds(1));
+        assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+        assert_eq!(f.store.take_calls(), only_load_and_touch());
+        total += 1;
+    }
+    assert_eq!(total, 600);
+}
+
+#[tokio::test]
+async fn a_one_step_refresh_is_corrected_to_the_absolute_deadline() {
+    let f = one_step_fixture(
+        SessionConfig::builder()
+            .idle_lifetime(Duration::hours(1))
+            .absolute_lifetime(Duration::hours(3))
+            .refresh_each_request(true)
+            .build()
+            .unwrap(),
+    );
+    let created = f.clock.now();
+    let cap = created + Duration::hours(3);
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    let mut touches = 0;
+    // Every 10 minutes until just before the cap: the deadline follows the idle
+    // lifetime in half-hour steps and never passes the cap.
+    for step in 1..18 {
+        f.clock.advance(Duration::minutes(10));
+        assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+        let calls = f.store.take_calls();
+        assert_eq!(calls.load_and_touch, 1);
+        assert_eq!((calls.load, calls.update), (0, 0));
+        touches += calls.touch;
+        let rec = stored(&f, &cookie).await.unwrap();
+        assert!(rec.expires_at <= cap, "step {step}");
+        let left = rec.expires_at - f.clock.now();
+        assert!(
+            left >= Duration::minutes(30) || rec.expires_at == cap,
+            "step {step}: {left}"
+        );
+    }
+    // Corrections happen only where the store's idle deadline passed the cap: at
+    // 2 h 40 and 2 h 50 (at 2 h the store's deadline was the cap exactly).
+    assert_eq!(touches, 2, "corrective touches");
+    assert_eq!(stored(&f, &cookie).await.unwrap().expires_at, cap);
+    f.clock.advance(Duration::minutes(11));
+    assert!(!f.manager.session(Some(&cookie)).exists().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_one_step_refresh_honours_a_shorter_per_session_idle_lifetime() {
+    let f = one_step_fixture(
+        SessionConfig::builder()
+            .refresh_each_request(true)
+            .build()
+            .unwrap(),
+    );
+    let s = f.manager.session(None);
+    s.insert("a", &1).await.unwrap();
+    s.set_idle_lifetime(Some(Duration::minutes(10)))
+        .await
+        .unwrap();
+    let cookie = set_value(&f.manager.finish(&s).await.unwrap());
+    f.store.take_calls();
+    for _ in 0..5 {
+        f.clock.advance(Duration::minutes(6));
+        assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+        let calls = f.store.take_calls();
+        assert_eq!((calls.load_and_touch, calls.touch), (1, 1), "{calls:?}");
+        let rec = stored(&f, &cookie).await.unwrap();
+        assert_eq!(rec.expires_at, f.clock.now() + Duration::minutes(10));
+    }
+    f.clock.advance(Duration::minutes(11));
+    assert!(!f.manager.session(Some(&cookie)).exists().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_one_step_refresh_never_extends_a_rotation_pointer() {
+    let f = one_step_fixture(
+        SessionConfig::builder()
+            .refresh_each_request(true)
+            .rotate_every(Some(Duration::hours(1)))
+            .rotation_grace(Duration::seconds(60))
+            .build()
+            .unwrap(),
+    );
+    let old = new_session(&f, &[("a", 1)]).await;
+    f.clock.advance(Duration::minutes(61));
+    let decision = read_request(&f, &old).await;
+    let new = set_value(&decision);
+    assert_ne!(new, old);
+    let pointer = stored(&f, &old).await.unwrap();
+    assert_eq!(pointer.expires_at, f.clock.now() + Duration::seconds(60));
+    f.store.take_calls();
+    // The old cookie, within the grace window: it leads to the session...
+    f.clock.advance(Duration::seconds(30));
+    assert_eq!(set_value(&read_request(&f, &old).await), new);
+    // ...but the pointer's deadline is put back.
+    assert_eq!(stored(&f, &old).await.unwrap(), pointer);
+    f.clock.advance(Duration::seconds(31));
+    let s = f.manager.session(Some(&old));
+    assert!(!s.exists().await.unwrap());
 }
