@@ -23,7 +23,7 @@ pub use manager::{CookieDecision, SessionManager};
 pub use session::Session;
 pub use store::{
     Capabilities, FIRST_VERSION, NewRecord, Refreshed, SaveMode, SessionInterface, StoredRecord,
-    Version,
+    Version, load_then_touch,
 };
 pub use token::{STORAGE_KEY_LEN, SessionToken, StorageKey, TOKEN_BYTES, TOKEN_COOKIE_LEN};
 

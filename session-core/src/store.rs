@@ -248,22 +248,7 @@ pub trait SessionInterface: Send + Sync + 'static {
         expires_at: OffsetDateTime,
         due_before: OffsetDateTime,
     ) -> Result<Option<Refreshed>, Error> {
-        let Some(mut record) = self.load(key).await? else {
-            return Ok(None);
-        };
-        let previous_expires_at = record.expires_at;
-        let touched = previous_expires_at < due_before && self.capabilities().touch;
-        if touched {
-            if !self.touch(key, expires_at).await? {
-                return Ok(None);
-            }
-            record.expires_at = expires_at;
-        }
-        Ok(Some(Refreshed {
-            record,
-            previous_expires_at,
-            touched,
-        }))
+        load_then_touch(self, key, expires_at, due_before).await
     }
 
     /// Removes every expired record, in bounded batches, and returns how many it
@@ -274,4 +259,33 @@ pub trait SessionInterface: Send + Sync + 'static {
 
     /// What this store promises beyond the core operations.
     fn capabilities(&self) -> Capabilities;
+}
+
+/// The default [`SessionInterface::load_and_touch`]: [`load`](SessionInterface::load),
+/// then — when the deadline is before `due_before` and the store declares
+/// [`Capabilities::touch`] — [`touch`](SessionInterface::touch). Two round trips, not
+/// atomic (see the method). Public for stores that override the method but fall back
+/// to this in some configurations.
+pub async fn load_then_touch<S: SessionInterface + ?Sized>(
+    store: &S,
+    key: &StorageKey,
+    expires_at: OffsetDateTime,
+    due_before: OffsetDateTime,
+) -> Result<Option<Refreshed>, Error> {
+    let Some(mut record) = store.load(key).await? else {
+        return Ok(None);
+    };
+    let previous_expires_at = record.expires_at;
+    let touched = previous_expires_at < due_before && store.capabilities().touch;
+    if touched {
+        if !store.touch(key, expires_at).await? {
+            return Ok(None);
+        }
+        record.expires_at = expires_at;
+    }
+    Ok(Some(Refreshed {
+        record,
+        previous_expires_at,
+        touched,
+    }))
 }
