@@ -72,6 +72,7 @@ macro_rules! __with_cases {
             load_and_touch_absent_or_expired_is_none,
             load_and_touch_into_past_kills_record,
             load_and_touch_racing_updates_keeps_payload,
+            load_and_touch_read_only_request_store_calls,
             clock_advanced_expiry,
             clock_deadline_is_exclusive,
             clock_touch_extends_life,

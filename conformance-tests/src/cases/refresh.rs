@@ -344,3 +344,161 @@ pub(crate) async fn load_and_touch_racing_updates_keeps_payload(ctx: Ctx) -> Cas
     );
     Ok(())
 }
+
+/// Counts the store calls a manager makes, forwarding every one.
+struct Counting {
+    inner: Arc<dyn SessionInterface>,
+    calls: std::sync::Mutex<Vec<&'static str>>,
+}
+
+impl Counting {
+    fn note(&self, call: &'static str) {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(call);
+    }
+
+    fn take(&self) -> Vec<&'static str> {
+        std::mem::take(&mut *self.calls.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionInterface for Counting {
+    async fn load(&self, key: &StorageKey) -> Result<Option<session_core::StoredRecord>, Error> {
+        self.note("load");
+        self.inner.load(key).await
+    }
+
+    async fn save(
+        &self,
+        key: &StorageKey,
+        record: &NewRecord,
+        mode: SaveMode,
+    ) -> Result<u64, Error> {
+        self.note("save");
+        self.inner.save(key, record, mode).await
+    }
+
+    async fn expire(&self, key: &StorageKey) -> Result<(), Error> {
+        self.note("expire");
+        self.inner.expire(key).await
+    }
+
+    async fn touch(&self, key: &StorageKey, expires_at: OffsetDateTime) -> Result<bool, Error> {
+        self.note("touch");
+        self.inner.touch(key, expires_at).await
+    }
+
+    async fn load_and_touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        due_before: OffsetDateTime,
+    ) -> Result<Option<Refreshed>, Error> {
+        self.note("load_and_touch");
+        self.inner.load_and_touch(key, expires_at, due_before).await
+    }
+
+    async fn delete_expired(&self) -> Result<u64, Error> {
+        self.note("delete_expired");
+        self.inner.delete_expired().await
+    }
+
+    fn capabilities(&self) -> session_core::Capabilities {
+        self.inner.capabilities()
+    }
+}
+
+/// Through the manager with refresh-each-request: a read-only request costs one
+/// store call when the store declares the one-step `load_and_touch` — whether the
+/// refresh is due or not — and otherwise one (`load`) when it is not due and two
+/// (`load`, `touch`) when it is. The due refresh moves the stored deadline.
+pub(crate) async fn load_and_touch_read_only_request_store_calls(ctx: Ctx) -> CaseResult {
+    use session_core::{CookieDecision, SessionConfig, SessionManager, SessionToken};
+    ctx.need_touch()?;
+    let counting = Arc::new(Counting {
+        inner: Arc::clone(ctx.store()),
+        calls: std::sync::Mutex::default(),
+    });
+    let one_step = ctx.caps().load_and_touch;
+    let clock = ctx
+        .fx
+        .clock
+        .as_ref()
+        .map_or_else(session_core::system_clock, |c| c.shared());
+    // Let time pass so a threshold-0 refresh gains something the store can keep
+    // (a millisecond at least).
+    let pass = || async {
+        match &ctx.fx.clock {
+            Some(c) => c.advance(Duration::seconds(1)),
+            None => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+        }
+    };
+    let manager = |share: f64| -> Result<SessionManager, CaseError> {
+        let config = SessionConfig::builder()
+            .refresh_each_request(true)
+            .refresh_threshold(share)
+            .build()
+            .map_err(|e| CaseError::Fail(format!("config: {e}")))?;
+        let store: Arc<dyn SessionInterface> = counting.clone();
+        Ok(SessionManager::with_clock(
+            store,
+            config,
+            Arc::clone(&clock),
+        ))
+    };
+    let (undue, due) = (manager(0.5)?, manager(0.0)?);
+    let s = undue.session(None);
+    s.insert("n", &1).await.or_fail("insert")?;
+    let cookie = match undue.finish(&s).await.or_fail("finish of a new session")? {
+        CookieDecision::Set(c) => c.value().to_owned(),
+        other => fail!("finish of a new session: expected a Set cookie, got {other:?}"),
+    };
+    let key = SessionToken::parse(&cookie)
+        .ok_or_else(|| CaseError::Fail("the manager issued an unparsable cookie".into()))?
+        .storage_key();
+    counting.take();
+    for (label, manager, expected) in [
+        ("a refresh that is not due", &undue, vec!["load"]),
+        ("a due refresh", &due, vec!["load", "touch"]),
+    ] {
+        pass().await;
+        let before = load_live(ctx.store().as_ref(), &key, label).await?;
+        let s = manager.session(Some(&cookie));
+        let n: Option<i64> = s.get("n").await.or_fail(label)?;
+        ensure!(
+            n == Some(1),
+            "{label}: the session read {n:?}, expected Some(1)"
+        );
+        let decision = manager.finish(&s).await.or_fail(label)?;
+        ensure!(
+            decision == CookieDecision::Leave,
+            "{label}: expected no cookie, got {decision:?}"
+        );
+        let calls = counting.take();
+        let expected = if one_step {
+            vec!["load_and_touch"]
+        } else {
+            expected
+        };
+        ensure!(
+            calls == expected,
+            "{label}: the request made the store calls {calls:?}, expected {expected:?} (load_and_touch declared: {one_step})"
+        );
+        let after = load_live(ctx.store().as_ref(), &key, label).await?;
+        let moved = after.expires_at > before.expires_at;
+        ensure!(
+            moved == (label == "a due refresh"),
+            "{label}: the deadline went from {} to {}",
+            before.expires_at,
+            after.expires_at
+        );
+        ensure!(
+            (after.version, &after.payload) == (before.version, &before.payload),
+            "{label}: the refresh changed the version or the payload"
+        );
+    }
+    Ok(())
+}
