@@ -1935,7 +1935,9 @@ pub(crate) async fn deadline_with_offset(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
+mod refresh;
 mod removal;
 mod rotation;
+pub(crate) use refresh::*;
 pub(crate) use removal::*;
 pub(crate) use rotation::*;

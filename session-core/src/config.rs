@@ -30,6 +30,7 @@ pub enum SameSite {
 /// | [`absolute_lifetime`](Self::absolute_lifetime) | 7 days |
 /// | [`permanent`](Self::permanent) | `false` |
 /// | [`refresh_each_request`](Self::refresh_each_request) | `false` |
+/// | [`refresh_threshold`](Self::refresh_threshold) (share of the idle lifetime a refresh must gain) | 0.5 |
 /// | [`max_payload_bytes`](Self::max_payload_bytes) | 1 MiB |
 /// | [`save_attempts`](Self::save_attempts) | 16 |
 /// | [`rotate_every`](Self::rotate_every) | off |
@@ -65,6 +66,7 @@ pub struct SessionConfig {
     absolute_lifetime: Duration,
     permanent: bool,
     refresh_each_request: bool,
+    refresh_threshold: Share,
     max_payload_bytes: usize,
     save_attempts: u32,
     rotate_every: Option<Duration>,
@@ -85,6 +87,7 @@ impl Default for SessionConfig {
             absolute_lifetime: Duration::days(7),
             permanent: false,
             refresh_each_request: false,
+            refresh_threshold: Share(SessionConfig::DEFAULT_REFRESH_THRESHOLD),
             max_payload_bytes: 1024 * 1024,
             save_attempts: 16,
             rotate_every: None,
@@ -98,6 +101,13 @@ impl SessionConfig {
     /// the farthest deadline the conformance suite proves every store keeps
     /// (browsers cap a cookie's `Max-Age` at 400 days anyway).
     pub const MAX_LIFETIME: Duration = Duration::days(3652);
+
+    /// The default [`refresh_threshold`](Self::refresh_threshold): one half. A
+    /// session used steadily is then written at most once per half idle lifetime
+    /// (once in 12 hours with the default 24 h), the renewal rule of ASP.NET's
+    /// sliding expiration, which renews once more than half the window has elapsed;
+    /// in exchange an idle user may be logged out up to half an idle lifetime early.
+    pub const DEFAULT_REFRESH_THRESHOLD: f64 = 0.5;
 
     /// A builder starting from the defaults.
     pub fn builder() -> SessionConfigBuilder {
@@ -153,6 +163,21 @@ impl SessionConfig {
     /// idle deadline moves only with requests that use the session.
     pub fn refresh_each_request(&self) -> bool {
         self.refresh_each_request
+    }
+    /// With [`refresh_each_request`](Self::refresh_each_request): the share of the
+    /// idle lifetime a refresh must gain before it is made. A request whose refresh
+    /// would move the deadline by this share or less costs no store write and sends
+    /// no `Set-Cookie`; one that gains more moves the deadline to the full idle
+    /// lifetime (capped by the absolute deadline as always).
+    ///
+    /// The price: after a request the session's remaining idle time is at least
+    /// `(1 - share) × idle lifetime`, not the full idle lifetime — with the default
+    /// 0.5 and 24 h, a user idle from then on is logged out after 12 to 24 hours.
+    /// `0` refreshes whenever the deadline would move at all (every request).
+    /// Server-side sessions only: a client-side session lives in its cookie, which
+    /// a refresh reseals on every request as before. Always `0 <= share < 1` (checked by `build()`).
+    pub fn refresh_threshold(&self) -> f64 {
+        self.refresh_threshold.0
     }
     /// The largest encoded session the manager will save.
     pub fn max_payload_bytes(&self) -> usize {
@@ -243,6 +268,12 @@ impl SessionConfigBuilder {
         self.0.refresh_each_request = on;
         self
     }
+    /// Sets the share of the idle lifetime a refresh must gain before it is made
+    /// (`0 <= share < 1`; see [`SessionConfig::refresh_threshold`]).
+    pub fn refresh_threshold(mut self, share: f64) -> Self {
+        self.0.refresh_threshold = Share(share);
+        self
+    }
     /// Sets the largest encoded session that will be saved (at least 1 byte).
     pub fn max_payload_bytes(mut self, limit: usize) -> Self {
         self.0.max_payload_bytes = limit;
@@ -313,6 +344,10 @@ impl SessionConfigBuilder {
             return Err(ConfigError::PartitionedWithoutSecure);
         }
         check_name_prefix(&c)?;
+        // Written so that NaN fails too.
+        if !(c.refresh_threshold.0 >= 0.0 && c.refresh_threshold.0 < 1.0) {
+            return Err(ConfigError::RefreshThreshold);
+        }
         if c.max_payload_bytes == 0 {
             return Err(ConfigError::ZeroPayloadLimit);
         }
@@ -332,6 +367,19 @@ impl SessionConfigBuilder {
         Ok(c)
     }
 }
+
+/// A share of the idle lifetime. Compared by its bits, so that the configuration
+/// stays `Eq` (`build()` admits only finite values in `[0, 1)`).
+#[derive(Debug, Clone, Copy)]
+struct Share(f64);
+
+impl PartialEq for Share {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Share {}
 
 /// The cookie name prefixes (RFC 6265bis 4.1.3; browsers match them ignoring case):
 /// `__Secure-` needs `Secure`; `__Host-` needs `Secure`, `Path=/` and no `Domain`.
@@ -391,7 +439,16 @@ mod tests {
         assert_eq!(c.idle_lifetime(), Duration::hours(24));
         assert_eq!(c.absolute_lifetime(), Duration::days(7));
         assert!(!c.refresh_each_request());
+        assert_eq!(c.refresh_threshold(), 0.5);
         assert_eq!(c.max_payload_bytes(), 1 << 20);
+    }
+
+    #[test]
+    fn refresh_thresholds_from_zero_to_just_below_one_are_accepted() {
+        for share in [0.0, 0.25, 0.5, 0.999] {
+            let c = SessionConfig::builder().refresh_threshold(share).build();
+            assert_eq!(c.map(|c| c.refresh_threshold()), Ok(share));
+        }
     }
 
     #[test]
@@ -413,6 +470,16 @@ mod tests {
             ),
             (b().cookie_name("é"), ConfigError::CookieName("é".into())),
             (b().path("x"), ConfigError::CookiePath("x".into())),
+            (b().refresh_threshold(-0.01), ConfigError::RefreshThreshold),
+            (b().refresh_threshold(1.0), ConfigError::RefreshThreshold),
+            (
+                b().refresh_threshold(f64::NAN),
+                ConfigError::RefreshThreshold,
+            ),
+            (
+                b().refresh_threshold(f64::INFINITY),
+                ConfigError::RefreshThreshold,
+            ),
             (b().path("/a;b"), ConfigError::CookiePath("/a;b".into())),
             (
                 b().domain(Some("a b".into())),

@@ -255,6 +255,10 @@ pub enum ConfigError {
         /// What the prefix requires that the configuration lacks.
         requirement: &'static str,
     },
+    /// The refresh threshold is not a share in `[0, 1)` (negative, 1 or more, or
+    /// not a number).
+    #[error("the refresh threshold must be at least 0 and less than 1")]
+    RefreshThreshold,
     /// The payload limit is zero.
     #[error("the payload limit must be at least 1 byte")]
     ZeroPayloadLimit,

@@ -22,7 +22,8 @@ pub use error::{BoxError, ConfigError, DecodeError, Error, JsonError, JsonErrorK
 pub use manager::{CookieDecision, SessionManager};
 pub use session::Session;
 pub use store::{
-    Capabilities, FIRST_VERSION, NewRecord, SaveMode, SessionInterface, StoredRecord, Version,
+    Capabilities, FIRST_VERSION, NewRecord, Refreshed, SaveMode, SessionInterface, StoredRecord,
+    Version, load_then_touch,
 };
 pub use token::{STORAGE_KEY_LEN, SessionToken, StorageKey, TOKEN_BYTES, TOKEN_COOKIE_LEN};
 

@@ -275,7 +275,12 @@ impl SessionManager {
     /// - Requests of one session that end in this manager take turns (a
     ///   per-session queue), so they do not conflict with each other.
     /// - Unchanged session with refresh-each-request: `touch` (a rewrite only if the
-    ///   store cannot touch).
+    ///   store cannot touch), but only when that moves the deadline by more than
+    ///   [`SessionConfig::refresh_threshold`] of the idle lifetime; otherwise no
+    ///   store call and [`CookieDecision::Leave`], even for a permanent session.
+    ///   With a store that declares [`Capabilities::load_and_touch`](crate::Capabilities::load_and_touch)
+    ///   the load already made that refresh (see
+    ///   [`SessionInterface::load_and_touch`]): no further store call.
     ///
     /// On error nothing of this request is half-written: the store's record is
     /// either the old one or the new one.
@@ -355,6 +360,7 @@ impl SessionManager {
         loaded.changes.clear();
         loaded.cleared = false;
         loaded.meta_changed = false;
+        loaded.refreshed = false;
         let mut state = session.state();
         state.cycle = false;
         state.loaded = Some(loaded);
@@ -394,6 +400,7 @@ impl Shared {
             cleared: false,
             meta_changed: false,
             via: None,
+            refreshed: false,
         }
     }
 
@@ -401,6 +408,21 @@ impl Shared {
     pub(crate) fn deadline(&self, meta: &Meta, now: OffsetDateTime) -> OffsetDateTime {
         let idle = meta.idle.unwrap_or(self.config.idle_lifetime());
         saturating_add(now, idle).min(meta.absolute_deadline)
+    }
+
+    /// Whether moving a record's deadline from `current` to `deadline` gains more
+    /// than the configured share of the session's idle lifetime (see
+    /// [`SessionConfig::refresh_threshold`]).
+    pub(crate) fn refresh_due(
+        &self,
+        meta: &Meta,
+        current: OffsetDateTime,
+        deadline: OffsetDateTime,
+    ) -> bool {
+        let idle = meta.idle.unwrap_or(self.config.idle_lifetime());
+        // In float seconds: no lifetime or stored deadline can overflow it.
+        let gain = (deadline - current).as_seconds_f64();
+        gain > 0.0 && gain > idle.as_seconds_f64() * self.config.refresh_threshold()
     }
 
     /// Encodes the session, enforcing the payload limit.

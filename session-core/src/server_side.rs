@@ -32,6 +32,27 @@ struct Found {
     envelope: Envelope,
     /// The pointer's key, when the session was reached through one.
     via: Option<StorageKey>,
+    /// What a one-step refresh did to this record while loading it.
+    refreshed: Option<FirstHop>,
+}
+
+/// The deadline a one-step refresh asks for (see [`SessionInterface::load_and_touch`]).
+#[derive(Debug, Clone, Copy)]
+struct OneStep {
+    expires_at: OffsetDateTime,
+    due_before: OffsetDateTime,
+}
+
+/// What `load_and_touch` did to the record the cookie names.
+#[derive(Debug, Clone, Copy)]
+struct FirstHop {
+    /// The deadline asked for.
+    sent: OffsetDateTime,
+    /// The deadline the record has now, as the store reported it.
+    now_expires_at: OffsetDateTime,
+    /// The deadline it had before.
+    previous: OffsetDateTime,
+    touched: bool,
 }
 
 impl Found {
@@ -112,7 +133,7 @@ impl<'a> ServerSide<'a> {
             let target = match &loaded {
                 Some(l) => l.existing.as_ref().map(|e| e.key.clone()),
                 None if shared.config.rotate_every().is_some() => match incoming {
-                    Some(t) => self.find(t).await?.map(|f| f.key),
+                    Some(t) => self.find(t, None).await?.map(|f| f.key),
                     None => None,
                 },
                 None => None,
@@ -171,27 +192,132 @@ impl<'a> ServerSide<'a> {
         let now = self.shared.clock.now();
         if let Some(token) = incoming {
             let joined = self.shared.queue.join(token);
-            if let Some(found) = self.find(token).await? {
+            if let Some(mut found) = self.find(token, self.one_step(now)).await? {
                 let via = found.via.clone();
+                let first = found.refreshed.take();
                 let (existing, envelope) = found.into_parts();
                 let mut loaded = loaded_from_record(existing, envelope);
                 loaded.via = via;
-                // A request loads once (the load gate): the first ticket is the one.
-                let _ = ticket.set(joined);
-                return Ok(loaded);
+                match first {
+                    Some(first) if !self.settle(&mut loaded, first, now).await? => {}
+                    _ => {
+                        // A request loads once (the load gate): the first ticket is
+                        // the one.
+                        let _ = ticket.set(joined);
+                        return Ok(loaded);
+                    }
+                }
             }
         }
         Ok(self.shared.fresh(now))
     }
 
-    /// The live session `token` names, following rotation pointers.
-    async fn find(&self, token: &SessionToken) -> Result<Option<Found>, Error> {
+    /// The one-step refresh to load with, when refresh-each-request is on and the
+    /// store does it in one round trip: the configured idle lifetime from `now`,
+    /// due when that gains more than the threshold.
+    fn one_step(&self, now: OffsetDateTime) -> Option<OneStep> {
+        let config = &self.shared.config;
+        let caps = self.store.capabilities();
+        if !(config.refresh_each_request() && caps.load_and_touch && caps.touch) {
+            return None;
+        }
+        let idle = config.idle_lifetime();
+        // `build()` keeps the idle lifetime within ten years and the threshold in
+        // [0, 1): the product is a valid, non-negative duration.
+        let margin =
+            time::Duration::seconds_f64(idle.as_seconds_f64() * config.refresh_threshold());
+        let expires_at = saturating_add(now, idle);
+        Some(OneStep {
+            expires_at,
+            due_before: saturating_add(expires_at, -margin),
+        })
+    }
+
+    /// After a one-step refresh of a session: checks the store's new deadline
+    /// against the session's own (its absolute deadline, its own idle lifetime,
+    /// computed from the same `now`) and corrects it with one `touch` where they
+    /// differ. Returns false when the session vanished meanwhile.
+    async fn settle(
+        &self,
+        loaded: &mut Loaded,
+        first: FirstHop,
+        now: OffsetDateTime,
+    ) -> Result<bool, Error> {
+        let Some(existing) = loaded.existing.as_mut() else {
+            return Ok(true);
+        };
+        let own = self.shared.deadline(&loaded.meta, now);
+        let due = self.shared.refresh_due(&loaded.meta, first.previous, own);
+        let target = if due { own } else { first.previous };
+        existing.expires_at = first.now_expires_at;
+        if first.touched && target != first.sent {
+            if !self.store.touch(&existing.key, target).await? {
+                return Ok(false);
+            }
+            existing.expires_at = target;
+        }
+        loaded.refreshed = due && first.touched;
+        Ok(true)
+    }
+
+    /// The live session `token` names, following rotation pointers. With
+    /// `one_step`, the record the token names is loaded with `load_and_touch`;
+    /// when it turns out not to be a live session (a pointer, unreadable bytes, a
+    /// passed absolute deadline), a deadline the store moved is put back.
+    async fn find(
+        &self,
+        token: &SessionToken,
+        one_step: Option<OneStep>,
+    ) -> Result<Option<Found>, Error> {
+        let mut first = None;
+        let found = self.follow(token, one_step, &mut first).await;
+        let Some(hop) = first.filter(|hop| hop.touched) else {
+            return found;
+        };
+        match found {
+            Ok(Some(mut found)) if found.via.is_none() => {
+                found.refreshed = Some(hop);
+                Ok(Some(found))
+            }
+            other => {
+                // Not a session, or not this record: restore the deadline first.
+                self.store.touch(&token.storage_key(), hop.previous).await?;
+                other
+            }
+        }
+    }
+
+    /// [`find`](Self::find)'s walk; reports what a one-step refresh did in `first`.
+    async fn follow(
+        &self,
+        token: &SessionToken,
+        mut one_step: Option<OneStep>,
+        first: &mut Option<FirstHop>,
+    ) -> Result<Option<Found>, Error> {
         let now = self.shared.clock.now();
         let mut token = token.clone();
         let mut via = None;
         for _ in 0..MAX_HOPS {
             let key = token.storage_key();
-            let loaded = self.store.load(&key).await.and_then(|record| match record {
+            let fetched = match one_step.take() {
+                Some(step) => self
+                    .store
+                    .load_and_touch(&key, step.expires_at, step.due_before)
+                    .await
+                    .map(|answer| {
+                        answer.map(|r| {
+                            *first = Some(FirstHop {
+                                sent: step.expires_at,
+                                now_expires_at: r.record.expires_at,
+                                previous: r.previous_expires_at,
+                                touched: r.touched,
+                            });
+                            r.record
+                        })
+                    }),
+                None => self.store.load(&key).await,
+            };
+            let loaded = fetched.and_then(|record| match record {
                 Some(r) => Ok(Some((Stored::decode(&r.payload)?, r))),
                 None => Ok(None),
             });
@@ -222,6 +348,7 @@ impl<'a> ServerSide<'a> {
                         record,
                         envelope,
                         via,
+                        refreshed: None,
                     }));
                 }
                 Stored::Forward(masked) => {
@@ -389,7 +516,7 @@ impl<'a> ServerSide<'a> {
     /// rotation pointer) and replays this request's changes onto it. Returns false
     /// when the session is gone.
     async fn reload(&self, loaded: &mut Loaded, existing: &Existing) -> Result<bool, Error> {
-        let Some(found) = self.find(&existing.token).await? else {
+        let Some(found) = self.find(&existing.token, None).await? else {
             return Ok(false);
         };
         if found.via.is_some() && loaded.via.is_none() {
@@ -462,13 +589,36 @@ impl<'a> ServerSide<'a> {
         Ok(decision)
     }
 
-    /// Extends the deadline of an unchanged session.
+    /// Extends the deadline of an unchanged session, when that gains more than the
+    /// configured share of its idle lifetime ([`SessionConfig::refresh_threshold`]);
+    /// otherwise no store call and no cookie.
+    ///
+    /// [`SessionConfig::refresh_threshold`]: crate::SessionConfig::refresh_threshold
     async fn refresh(&self, loaded: &mut Loaded) -> Result<CookieDecision, Error> {
         let Some(existing) = loaded.existing.clone() else {
             return Ok(CookieDecision::Leave);
         };
         let now = self.shared.clock.now();
+        if loaded.refreshed {
+            // The load moved the deadline already (one step): only the cookie is left.
+            return Ok(if self.shared.is_permanent(loaded) {
+                CookieDecision::Set(self.shared.cookie(
+                    existing.token.to_cookie_value(),
+                    loaded,
+                    existing.expires_at,
+                    now,
+                ))
+            } else {
+                CookieDecision::Leave
+            });
+        }
         let deadline = self.shared.deadline(&loaded.meta, now);
+        if !self
+            .shared
+            .refresh_due(&loaded.meta, existing.expires_at, deadline)
+        {
+            return Ok(CookieDecision::Leave);
+        }
         let alive = if self.store.capabilities().touch {
             let alive = self.store.touch(&existing.key, deadline).await?;
             loaded.existing = Some(Existing {

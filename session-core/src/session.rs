@@ -65,6 +65,9 @@ pub(crate) struct Loaded {
     /// The rotation pointer this request's cookie named, when the session was
     /// reached through one (the response must carry the new cookie).
     pub via: Option<StorageKey>,
+    /// The load already refreshed the deadline (a one-step `load_and_touch`), so
+    /// `finish` only owes the cookie of a permanent session.
+    pub refreshed: bool,
 }
 
 impl Loaded {
@@ -433,5 +436,6 @@ pub(crate) fn loaded_from_record(existing: Existing, envelope: Envelope) -> Load
         cleared: false,
         meta_changed: false,
         via: None,
+        refreshed: false,
     }
 }

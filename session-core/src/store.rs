@@ -25,6 +25,18 @@ pub struct StoredRecord {
     pub version: Version,
 }
 
+/// What [`SessionInterface::load_and_touch`] found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refreshed {
+    /// The record as it is after the call: its deadline is the new one when
+    /// `touched`, the old one otherwise. Payload and version are never changed.
+    pub record: StoredRecord,
+    /// The deadline the record had before the call.
+    pub previous_expires_at: OffsetDateTime,
+    /// Whether the deadline was moved.
+    pub touched: bool,
+}
+
 /// What to write with [`SessionInterface::save`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRecord {
@@ -69,17 +81,26 @@ pub struct Capabilities {
     /// Records survive a restart of the process (and of the server, where the
     /// server is configured durably).
     pub durable: bool,
+    /// [`load_and_touch`](SessionInterface::load_and_touch) is implemented in one
+    /// round trip (and `touch` is supported). The manager then loads a session
+    /// with refresh-each-request through it; without it, it loads and touches
+    /// separately, and only when the refresh is due. Off in [`full`](Self::full):
+    /// the trait's default implementation is two round trips.
+    pub load_and_touch: bool,
 }
 
 impl Capabilities {
     /// Everything a store that implements every operation in-process offers:
-    /// touch and delete_expired, no native TTL, not durable.
+    /// touch and delete_expired, no native TTL, not durable, no one-step
+    /// `load_and_touch` (declare it with [`with_load_and_touch`](Self::with_load_and_touch)
+    /// where the store overrides the method).
     pub const fn full() -> Self {
         Self {
             touch: true,
             delete_expired: true,
             native_ttl: false,
             durable: false,
+            load_and_touch: false,
         }
     }
 
@@ -104,6 +125,12 @@ impl Capabilities {
     /// `self` with `durable` set to `on`.
     pub const fn with_durable(mut self, on: bool) -> Self {
         self.durable = on;
+        self
+    }
+
+    /// `self` with `load_and_touch` set to `on`.
+    pub const fn with_load_and_touch(mut self, on: bool) -> Self {
+        self.load_and_touch = on;
         self
     }
 }
@@ -180,6 +207,50 @@ pub trait SessionInterface: Send + Sync + 'static {
     /// [`Error::Unsupported`].
     async fn touch(&self, key: &StorageKey, expires_at: OffsetDateTime) -> Result<bool, Error>;
 
+    /// Loads the live record under `key` and, when its deadline is before
+    /// `due_before`, moves the deadline to `expires_at` as [`touch`](Self::touch)
+    /// would (payload and version unchanged); returns the record as it is after
+    /// that, with the deadline it had before. On an absent or expired key it
+    /// returns `None` and creates nothing. An `expires_at` that is not in the
+    /// future makes a touched record dead at once (the answer still carries it;
+    /// the manager never asks for that).
+    ///
+    /// This is the manager's sliding refresh in one step: it passes `now + idle
+    /// lifetime` and `due_before = expires_at - threshold × idle lifetime`, so the
+    /// store moves the deadline exactly when the refresh gains more than
+    /// [`SessionConfig::refresh_threshold`](crate::SessionConfig::refresh_threshold).
+    ///
+    /// **The absolute lifetime and per-session idle lifetimes.** They live inside
+    /// the payload, which stores never read, so the manager cannot hand the store
+    /// the session's own cap before loading; it passes the configured idle
+    /// lifetime. When the loaded session's own deadline (capped by its absolute
+    /// deadline, or under its own idle lifetime) differs from what the store set,
+    /// the manager follows with one corrective `touch` — to its own deadline if the
+    /// refresh is due by its own rule, else back to `previous_expires_at`. The same
+    /// happens for a rotation pointer or an unreadable record: their deadline is
+    /// put back, so a pointer's grace window never grows. The cap therefore holds;
+    /// the cost is a second write for such sessions (in the last stretch of the
+    /// absolute lifetime, or with a per-session idle lifetime much shorter or
+    /// longer than the configured one).
+    ///
+    /// **The default implementation** is [`load`](Self::load), then — only when the
+    /// loaded deadline is before `due_before` and the store declares
+    /// [`Capabilities::touch`] — [`touch`](Self::touch): two round trips and not
+    /// atomic. A write landing between them is not lost (`touch` never writes a
+    /// payload), but the answer then shows the older payload and version and the
+    /// touch moves the newer record's deadline; a removal between them makes the
+    /// answer `None`. Stores that do it in one round trip override it and declare
+    /// [`Capabilities::load_and_touch`]; such an override is atomic with respect to
+    /// the other operations on the key, like every other method.
+    async fn load_and_touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        due_before: OffsetDateTime,
+    ) -> Result<Option<Refreshed>, Error> {
+        load_then_touch(self, key, expires_at, due_before).await
+    }
+
     /// Removes every expired record, in bounded batches, and returns how many it
     /// removed. Never removes a live record. Stores whose server evicts natively
     /// ([`Capabilities::native_ttl`]) may return 0; stores without the
@@ -188,4 +259,33 @@ pub trait SessionInterface: Send + Sync + 'static {
 
     /// What this store promises beyond the core operations.
     fn capabilities(&self) -> Capabilities;
+}
+
+/// The default [`SessionInterface::load_and_touch`]: [`load`](SessionInterface::load),
+/// then — when the deadline is before `due_before` and the store declares
+/// [`Capabilities::touch`] — [`touch`](SessionInterface::touch). Two round trips, not
+/// atomic (see the method). Public for stores that override the method but fall back
+/// to this in some configurations.
+pub async fn load_then_touch<S: SessionInterface + ?Sized>(
+    store: &S,
+    key: &StorageKey,
+    expires_at: OffsetDateTime,
+    due_before: OffsetDateTime,
+) -> Result<Option<Refreshed>, Error> {
+    let Some(mut record) = store.load(key).await? else {
+        return Ok(None);
+    };
+    let previous_expires_at = record.expires_at;
+    let touched = previous_expires_at < due_before && store.capabilities().touch;
+    if touched {
+        if !store.touch(key, expires_at).await? {
+            return Ok(None);
+        }
+        record.expires_at = expires_at;
+    }
+    Ok(Some(Refreshed {
+        record,
+        previous_expires_at,
+        touched,
+    }))
 }

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use session_core::time::{Duration, OffsetDateTime};
 use session_core::{
-    Capabilities, Clock, CookieDecision, Error, ManualClock, NewRecord, SaveMode, Session,
-    SessionConfig, SessionInterface, SessionManager, SessionToken, StorageKey, StoredRecord,
-    Version,
+    Capabilities, Clock, CookieDecision, Error, ManualClock, NewRecord, Refreshed, SaveMode,
+    Session, SessionConfig, SessionInterface, SessionManager, SessionToken, StorageKey,
+    StoredRecord, Version,
 };
 use session_memory::MemoryStore;
 
@@ -20,6 +20,7 @@ struct Calls {
     update: u32,
     expire: u32,
     touch: u32,
+    load_and_touch: u32,
     /// Updates answered with `Conflict`.
     conflict: u32,
 }
@@ -32,6 +33,8 @@ struct Recording {
     /// Answer this many creates with `Collision` before passing them through.
     collide_creates: AtomicU32,
     touch_supported: bool,
+    /// Declares (and passes through) session-memory's one-step `load_and_touch`.
+    one_step: bool,
 }
 
 impl Recording {
@@ -45,6 +48,18 @@ impl Recording {
             calls: Mutex::new(Calls::default()),
             collide_creates: AtomicU32::new(0),
             touch_supported,
+            one_step: false,
+        })
+    }
+
+    /// A recording store that declares the one-step `load_and_touch`.
+    fn one_step(clock: &ManualClock) -> Arc<Self> {
+        Arc::new(Self {
+            inner: MemoryStore::with_clock(clock.shared()),
+            calls: Mutex::new(Calls::default()),
+            collide_creates: AtomicU32::new(0),
+            touch_supported: true,
+            one_step: true,
         })
     }
 
@@ -103,12 +118,25 @@ impl SessionInterface for Recording {
         self.inner.touch(key, expires_at).await
     }
 
+    async fn load_and_touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        due_before: OffsetDateTime,
+    ) -> Result<Option<Refreshed>, Error> {
+        self.count(|c| c.load_and_touch += 1);
+        self.inner.load_and_touch(key, expires_at, due_before).await
+    }
+
     async fn delete_expired(&self) -> Result<u64, Error> {
         self.inner.delete_expired().await
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities().with_touch(self.touch_supported)
+        self.inner
+            .capabilities()
+            .with_touch(self.touch_supported)
+            .with_load_and_touch(self.one_step)
     }
 }
 
@@ -487,6 +515,7 @@ async fn absolute_deadline_ends_an_active_session() {
             .idle_lifetime(Duration::hours(1))
             .absolute_lifetime(Duration::hours(3))
             .refresh_each_request(true)
+            .refresh_threshold(0.0)
             .build()
             .unwrap(),
     );
@@ -515,7 +544,7 @@ async fn refresh_each_request_touches_instead_of_saving() {
             .unwrap(),
     );
     let cookie = new_session(&f, &[("a", 1)]).await;
-    f.clock.advance(Duration::hours(1));
+    f.clock.advance(Duration::hours(13));
     let s = f.manager.session(Some(&cookie));
     s.get::<i64>("a").await.unwrap();
     assert_eq!(f.manager.finish(&s).await.unwrap(), CookieDecision::Leave);
@@ -546,7 +575,7 @@ async fn refresh_without_touch_support_rewrites_the_loaded_bytes() {
     let before = store.inner.load(&key).await.unwrap().unwrap();
     store.take_calls();
 
-    clock.advance(Duration::hours(1));
+    clock.advance(Duration::hours(13));
     let s = manager.session(Some(&cookie));
     assert!(s.exists().await.unwrap());
     assert_eq!(manager.finish(&s).await.unwrap(), CookieDecision::Leave);
@@ -579,7 +608,7 @@ async fn permanent_refresh_renews_max_age() {
             .unwrap(),
     );
     let cookie = new_session(&f, &[("a", 1)]).await;
-    f.clock.advance(Duration::hours(5));
+    f.clock.advance(Duration::hours(13));
     let s = f.manager.session(Some(&cookie));
     s.get::<i64>("a").await.unwrap();
     let CookieDecision::Set(c) = f.manager.finish(&s).await.unwrap() else {
@@ -598,6 +627,7 @@ async fn touch_of_a_vanished_session_removes_the_cookie() {
             .unwrap(),
     );
     let cookie = new_session(&f, &[("a", 1)]).await;
+    f.clock.advance(Duration::hours(13));
     let s = f.manager.session(Some(&cookie));
     s.get::<i64>("a").await.unwrap();
     let key = SessionToken::parse(&cookie).unwrap().storage_key();
@@ -1076,4 +1106,342 @@ async fn finish_if_unchanged_never_merges_a_read_dependent_change() {
         assert_eq!(check.get::<i64>("calls").await.unwrap(), Some(6));
     })
     .await;
+}
+
+fn refreshing(share: f64) -> Fixture {
+    fixture_with(
+        SessionConfig::builder()
+            .refresh_each_request(true)
+            .refresh_threshold(share)
+            .build()
+            .unwrap(),
+    )
+}
+
+/// One request that reads `a` and finishes.
+async fn read_request(f: &Fixture, cookie: &str) -> CookieDecision {
+    let s = f.manager.session(Some(cookie));
+    assert_eq!(s.get::<i64>("a").await.unwrap(), Some(1));
+    f.manager.finish(&s).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_refresh_that_gains_too_little_makes_no_store_write_and_no_cookie() {
+    for permanent in [false, true] {
+        let f = fixture_with(
+            SessionConfig::builder()
+                .refresh_each_request(true)
+                .permanent(permanent)
+                .build()
+                .unwrap(),
+        );
+        let cookie = new_session(&f, &[("a", 1)]).await;
+        let before = stored(&f, &cookie).await.unwrap();
+        // Exactly half the idle lifetime gains exactly the threshold: not more.
+        f.clock.advance(Duration::hours(12));
+        assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+        assert_eq!(
+            f.store.take_calls(),
+            Calls {
+                load: 1,
+                ..Calls::default()
+            }
+        );
+        assert_eq!(stored(&f, &cookie).await.unwrap(), before);
+    }
+}
+
+#[tokio::test]
+async fn a_refresh_that_gains_more_than_the_threshold_is_one_touch() {
+    for permanent in [false, true] {
+        let f = fixture_with(
+            SessionConfig::builder()
+                .refresh_each_request(true)
+                .permanent(permanent)
+                .build()
+                .unwrap(),
+        );
+        let cookie = new_session(&f, &[("a", 1)]).await;
+        f.clock.advance(Duration::hours(12) + Duration::seconds(1));
+        let decision = read_request(&f, &cookie).await;
+        if permanent {
+            let CookieDecision::Set(c) = decision else {
+                panic!("{decision:?}")
+            };
+            assert_eq!(c.max_age(), Some(Duration::hours(24)));
+        } else {
+            assert_eq!(decision, CookieDecision::Leave);
+        }
+        let calls = f.store.take_calls();
+        assert_eq!(
+            (calls.load, calls.touch, calls.update),
+            (1, 1, 0),
+            "{calls:?}"
+        );
+        let rec = stored(&f, &cookie).await.unwrap();
+        assert_eq!(rec.expires_at, f.clock.now() + Duration::hours(24));
+    }
+}
+
+#[tokio::test]
+async fn after_a_request_the_idle_time_left_is_never_below_one_minus_the_share() {
+    for share in [0.0, 0.3, 0.5, 0.9] {
+        // No absolute cap within reach: the interplay has its own test.
+        let f = fixture_with(
+            SessionConfig::builder()
+                .refresh_each_request(true)
+                .refresh_threshold(share)
+                .absolute_lifetime(SessionConfig::MAX_LIFETIME)
+                .build()
+                .unwrap(),
+        );
+        let idle = Duration::hours(24);
+        let floor = idle.as_seconds_f64() * (1.0 - share);
+        let cookie = new_session(&f, &[("a", 1)]).await;
+        // Gaps from a second to just under the promised floor (a longer one may end
+        // the session), in a fixed jumble.
+        let shares = [0.0, 0.04, 0.999, 0.5, 0.3, 0.99, 0.01, 0.75, 0.6, 0.2, 0.9];
+        for (i, part) in shares.iter().cycle().take(60).enumerate() {
+            let gap = ((floor * part) as i64).max(1);
+            f.clock.advance(Duration::seconds(gap));
+            assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+            let rec = stored(&f, &cookie).await.unwrap();
+            let left = (rec.expires_at - f.clock.now()).as_seconds_f64();
+            assert!(
+                left >= floor && left <= idle.as_seconds_f64(),
+                "share {share}, request {i}: {left} s left"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_threshold_never_lets_a_refresh_pass_the_absolute_deadline() {
+    let f = fixture_with(
+        SessionConfig::builder()
+            .idle_lifetime(Duration::hours(1))
+            .absolute_lifetime(Duration::hours(3))
+            .refresh_each_request(true)
+            .build()
+            .unwrap(),
+    );
+    let created = f.clock.now();
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    // 40 min gains more than half an hour: touched, to now + 1 h.
+    f.clock.advance(Duration::minutes(40));
+    assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+    assert_eq!(f.store.take_calls().touch, 1);
+    f.clock.advance(Duration::minutes(40));
+    assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+    assert_eq!(f.store.take_calls().touch, 1);
+    // At 2 h: the capped deadline (3 h) gains 40 min over 2 h 20: touched, to the cap.
+    f.clock.advance(Duration::minutes(40));
+    assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+    assert_eq!(f.store.take_calls().touch, 1);
+    let cap = created + Duration::hours(3);
+    assert_eq!(stored(&f, &cookie).await.unwrap().expires_at, cap);
+    // From now on the capped deadline gains nothing: no more writes until the end.
+    for _ in 0..49 {
+        f.clock.advance(Duration::seconds(59));
+        assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+        assert_eq!(f.store.take_calls().touch, 0);
+        assert_eq!(stored(&f, &cookie).await.unwrap().expires_at, cap);
+    }
+    f.clock.advance(Duration::hours(1));
+    assert!(!f.manager.session(Some(&cookie)).exists().await.unwrap());
+}
+
+/// The figure the README quotes: one request a second for ten minutes, default
+/// idle lifetime, default threshold.
+#[tokio::test]
+async fn a_user_active_every_second_for_ten_minutes_costs_no_refresh_write() {
+    for (share, expected_touches) in [(SessionConfig::DEFAULT_REFRESH_THRESHOLD, 0), (0.0, 600)] {
+        let f = refreshing(share);
+        let cookie = new_session(&f, &[("a", 1)]).await;
+        let mut calls = Calls::default();
+        for _ in 0..600 {
+            f.clock.advance(Duration::seconds(1));
+            assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+            let c = f.store.take_calls();
+            calls.load += c.load;
+            calls.touch += c.touch;
+            calls.update += c.update;
+        }
+        assert_eq!(
+            (calls.load, calls.touch, calls.update),
+            (600, expected_touches, 0),
+            "share {share}"
+        );
+    }
+}
+
+fn one_step_fixture(config: SessionConfig) -> Fixture {
+    let clock = ManualClock::new(session_core::time::macros::datetime!(2030-01-01 0:00 UTC));
+    let store = Recording::one_step(&clock);
+    let manager = SessionManager::with_clock(store.clone(), config, clock.shared());
+    Fixture {
+        clock,
+        store,
+        manager,
+    }
+}
+
+fn only_load_and_touch() -> Calls {
+    Calls {
+        load_and_touch: 1,
+        ..Calls::default()
+    }
+}
+
+#[tokio::test]
+async fn with_a_one_step_store_a_read_only_request_is_one_round_trip() {
+    for permanent in [false, true] {
+        let f = one_step_fixture(
+            SessionConfig::builder()
+                .refresh_each_request(true)
+                .permanent(permanent)
+                .build()
+                .unwrap(),
+        );
+        let cookie = new_session(&f, &[("a", 1)]).await;
+        let before = stored(&f, &cookie).await.unwrap();
+
+        // Not due: one call, nothing moves, no cookie.
+        f.clock.advance(Duration::hours(12));
+        assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+        assert_eq!(f.store.take_calls(), only_load_and_touch());
+        assert_eq!(stored(&f, &cookie).await.unwrap(), before);
+
+        // Due: still one call, and the deadline moved in it.
+        f.clock.advance(Duration::seconds(1));
+        let decision = read_request(&f, &cookie).await;
+        assert_eq!(f.store.take_calls(), only_load_and_touch());
+        let after = stored(&f, &cookie).await.unwrap();
+        assert_eq!(after.expires_at, f.clock.now() + Duration::hours(24));
+        assert_eq!(
+            (&after.payload, after.version),
+            (&before.payload, before.version)
+        );
+        if permanent {
+            let CookieDecision::Set(c) = decision else {
+                panic!("{decision:?}")
+            };
+            assert_eq!(c.max_age(), Some(Duration::hours(24)));
+        } else {
+            assert_eq!(decision, CookieDecision::Leave);
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_a_one_step_store_ten_minutes_of_requests_cost_one_call_each() {
+    let f = one_step_fixture(
+        SessionConfig::builder()
+            .refresh_each_request(true)
+            .build()
+            .unwrap(),
+    );
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    let mut total = 0;
+    for _ in 0..600 {
+        f.clock.advance(Duration::seconds(1));
+        assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+        assert_eq!(f.store.take_calls(), only_load_and_touch());
+        total += 1;
+    }
+    assert_eq!(total, 600);
+}
+
+#[tokio::test]
+async fn a_one_step_refresh_is_corrected_to_the_absolute_deadline() {
+    let f = one_step_fixture(
+        SessionConfig::builder()
+            .idle_lifetime(Duration::hours(1))
+            .absolute_lifetime(Duration::hours(3))
+            .refresh_each_request(true)
+            .build()
+            .unwrap(),
+    );
+    let created = f.clock.now();
+    let cap = created + Duration::hours(3);
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    let mut touches = 0;
+    // Every 10 minutes until just before the cap: the deadline follows the idle
+    // lifetime in half-hour steps and never passes the cap.
+    for step in 1..18 {
+        f.clock.advance(Duration::minutes(10));
+        assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+        let calls = f.store.take_calls();
+        assert_eq!(calls.load_and_touch, 1);
+        assert_eq!((calls.load, calls.update), (0, 0));
+        touches += calls.touch;
+        let rec = stored(&f, &cookie).await.unwrap();
+        assert!(rec.expires_at <= cap, "step {step}");
+        let left = rec.expires_at - f.clock.now();
+        assert!(
+            left >= Duration::minutes(30) || rec.expires_at == cap,
+            "step {step}: {left}"
+        );
+    }
+    // Corrections happen only where the store's idle deadline passed the cap: at
+    // 2 h 40 and 2 h 50 (at 2 h the store's deadline was the cap exactly).
+    assert_eq!(touches, 2, "corrective touches");
+    assert_eq!(stored(&f, &cookie).await.unwrap().expires_at, cap);
+    f.clock.advance(Duration::minutes(11));
+    assert!(!f.manager.session(Some(&cookie)).exists().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_one_step_refresh_honours_a_shorter_per_session_idle_lifetime() {
+    let f = one_step_fixture(
+        SessionConfig::builder()
+            .refresh_each_request(true)
+            .build()
+            .unwrap(),
+    );
+    let s = f.manager.session(None);
+    s.insert("a", &1).await.unwrap();
+    s.set_idle_lifetime(Some(Duration::minutes(10)))
+        .await
+        .unwrap();
+    let cookie = set_value(&f.manager.finish(&s).await.unwrap());
+    f.store.take_calls();
+    for _ in 0..5 {
+        f.clock.advance(Duration::minutes(6));
+        assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+        let calls = f.store.take_calls();
+        assert_eq!((calls.load_and_touch, calls.touch), (1, 1), "{calls:?}");
+        let rec = stored(&f, &cookie).await.unwrap();
+        assert_eq!(rec.expires_at, f.clock.now() + Duration::minutes(10));
+    }
+    f.clock.advance(Duration::minutes(11));
+    assert!(!f.manager.session(Some(&cookie)).exists().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_one_step_refresh_never_extends_a_rotation_pointer() {
+    let f = one_step_fixture(
+        SessionConfig::builder()
+            .refresh_each_request(true)
+            .rotate_every(Some(Duration::hours(1)))
+            .rotation_grace(Duration::seconds(60))
+            .build()
+            .unwrap(),
+    );
+    let old = new_session(&f, &[("a", 1)]).await;
+    f.clock.advance(Duration::minutes(61));
+    let decision = read_request(&f, &old).await;
+    let new = set_value(&decision);
+    assert_ne!(new, old);
+    let pointer = stored(&f, &old).await.unwrap();
+    assert_eq!(pointer.expires_at, f.clock.now() + Duration::seconds(60));
+    f.store.take_calls();
+    // The old cookie, within the grace window: it leads to the session...
+    f.clock.advance(Duration::seconds(30));
+    assert_eq!(set_value(&read_request(&f, &old).await), new);
+    // ...but the pointer's deadline is put back.
+    assert_eq!(stored(&f, &old).await.unwrap(), pointer);
+    f.clock.advance(Duration::seconds(31));
+    let s = f.manager.session(Some(&old));
+    assert!(!s.exists().await.unwrap());
 }

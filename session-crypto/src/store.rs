@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Bytes, Capabilities, DecodeError, Error, NewRecord, SaveMode, SessionInterface, StorageKey,
-    StoredRecord, Version,
+    Bytes, Capabilities, DecodeError, Error, NewRecord, Refreshed, SaveMode, SessionInterface,
+    StorageKey, StoredRecord, Version,
 };
 
 use crate::KeyRing;
@@ -211,12 +211,10 @@ impl<S: SessionInterface + ?Sized> fmt::Debug for EncryptedStore<S> {
     }
 }
 
-#[async_trait]
-impl<S: SessionInterface + ?Sized> SessionInterface for EncryptedStore<S> {
-    async fn load(&self, key: &StorageKey) -> Result<Option<StoredRecord>, Error> {
-        let Some(record) = self.inner.load(key).await? else {
-            return Ok(None);
-        };
+impl<S: SessionInterface + ?Sized> EncryptedStore<S> {
+    /// A record read from the inner store, with its payload opened (or passed
+    /// through as plaintext where the [`Migration`] allows it).
+    fn reveal(&self, key: &StorageKey, record: StoredRecord) -> Result<StoredRecord, Error> {
         let payload = if is_plaintext_record(&record.payload) {
             self.reads.plaintext.fetch_add(1, Ordering::Relaxed);
             if self.migration == Migration::Off {
@@ -232,7 +230,44 @@ impl<S: SessionInterface + ?Sized> SessionInterface for EncryptedStore<S> {
             self.reads.sealed.fetch_add(1, Ordering::Relaxed);
             Bytes::from(payload)
         };
-        Ok(Some(StoredRecord { payload, ..record }))
+        Ok(StoredRecord { payload, ..record })
+    }
+}
+
+#[async_trait]
+impl<S: SessionInterface + ?Sized> SessionInterface for EncryptedStore<S> {
+    async fn load(&self, key: &StorageKey) -> Result<Option<StoredRecord>, Error> {
+        let Some(record) = self.inner.load(key).await? else {
+            return Ok(None);
+        };
+        self.reveal(key, record).map(Some)
+    }
+
+    /// The inner store's one step, then the payload opened as `load` opens it. A
+    /// record that cannot be opened gets its deadline put back before the error is
+    /// returned, so an unreadable record never lives longer for having been asked.
+    async fn load_and_touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        due_before: OffsetDateTime,
+    ) -> Result<Option<Refreshed>, Error> {
+        let Some(found) = self
+            .inner
+            .load_and_touch(key, expires_at, due_before)
+            .await?
+        else {
+            return Ok(None);
+        };
+        match self.reveal(key, found.record) {
+            Ok(record) => Ok(Some(Refreshed { record, ..found })),
+            Err(e) => {
+                if found.touched {
+                    self.inner.touch(key, found.previous_expires_at).await?;
+                }
+                Err(e)
+            }
+        }
     }
 
     async fn save(

@@ -319,3 +319,45 @@ proptest! {
         prop_assert!(!is_plaintext_record(&sealed));
     }
 }
+
+/// The one-step refresh over an encrypted store: a readable record comes back
+/// opened; a plaintext one the strict store refuses keeps its deadline (the
+/// inner store's touch is put back), so asking never extends an unreadable
+/// record.
+#[tokio::test]
+async fn load_and_touch_opens_the_payload_and_never_extends_an_unreadable_record() {
+    let memory = Arc::new(MemoryStore::new());
+    let plain_cookie = write_session(memory.clone()).await;
+    let plain_key = storage_key(&plain_cookie);
+    let before = memory.load(&plain_key).await.unwrap().unwrap();
+    let encrypted = EncryptedStore::new(memory.clone(), ring());
+    assert!(encrypted.capabilities().load_and_touch);
+    let far = before.expires_at + Duration::days(30);
+    let err = encrypted
+        .load_and_touch(&plain_key, far, far)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Decode(DecodeError::Malformed { .. })),
+        "{err:?}"
+    );
+    assert_eq!(memory.load(&plain_key).await.unwrap().unwrap(), before);
+
+    let sealed_cookie = write_session(Arc::new(encrypted.clone())).await;
+    let sealed_key = storage_key(&sealed_cookie);
+    let plain = encrypted.load(&sealed_key).await.unwrap().unwrap();
+    let r = encrypted
+        .load_and_touch(&sealed_key, far, far)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(r.touched);
+    assert_eq!(
+        (r.record.payload, r.record.expires_at),
+        (plain.payload, far)
+    );
+    assert_eq!(
+        memory.load(&sealed_key).await.unwrap().unwrap().expires_at,
+        far
+    );
+}

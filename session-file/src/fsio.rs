@@ -254,7 +254,57 @@ pub(crate) fn read_record(
     key: &StorageKey,
     max_len: u64,
 ) -> Result<Option<StoredRecord>, Error> {
-    let Some((file, len)) = open_record(shard, key, false)? else {
+    Ok(read_whole(shard, key, max_len, false)?.map(|(_, record, _)| record))
+}
+
+/// [`read_record`] through a read-write descriptor, returned with the header, so a
+/// deadline can be written in place into the very file that was read (one open for
+/// a load and a touch).
+pub(crate) fn read_record_rw(
+    shard: BorrowedFd<'_>,
+    key: &StorageKey,
+    max_len: u64,
+) -> Result<Option<(Header, StoredRecord, File)>, Error> {
+    read_whole(shard, key, max_len, true)
+}
+
+/// The current header of `file`, if it is still `key`'s record: a save replaces a
+/// record by rename and an expire removes it, after which the descriptor names a
+/// file that is no longer the record (`None`). For a check under the key's lock.
+pub(crate) fn reread_header(
+    shard: BorrowedFd<'_>,
+    key: &StorageKey,
+    file: &File,
+) -> Result<Option<Header>, Error> {
+    let held = rustix::fs::fstat(file).map_err(|e| fs_error("stat record", e))?;
+    match rustix::fs::statat(shard, layout::record_name(key), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(now) if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino) => {}
+        Ok(_) | Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(fs_error("stat record", e)),
+    }
+    let mut buf = [0u8; HEADER_LEN];
+    let mut got = 0;
+    while got < HEADER_LEN {
+        match file.read_at(&mut buf[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(fs_error("read record header", e)),
+        }
+    }
+    Ok(Some(format::decode_header(
+        &buf[..got],
+        held.st_size as u64,
+    )?))
+}
+
+fn read_whole(
+    shard: BorrowedFd<'_>,
+    key: &StorageKey,
+    max_len: u64,
+    write: bool,
+) -> Result<Option<(Header, StoredRecord, File)>, Error> {
+    let Some((file, len)) = open_record(shard, key, write)? else {
         return Ok(None);
     };
     if len > max_len {
@@ -271,8 +321,8 @@ pub(crate) fn read_record(
             io::ErrorKind::UnexpectedEof => malformed("record file shorter than its stat"),
             _ => fs_error("read record", e),
         })?;
-    let (_, record) = format::decode(Bytes::from(buf))?;
-    Ok(Some(record))
+    let (header, record) = format::decode(Bytes::from(buf))?;
+    Ok(Some((header, record, file)))
 }
 
 /// Reads only the header of `key`'s record (for the checks under the lock, which

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Capabilities, ConfigError, Error, FIRST_VERSION, NewRecord, SaveMode, SessionInterface,
-    SharedClock, StorageKey, StoredRecord, Version, system_clock,
+    Capabilities, ConfigError, Error, FIRST_VERSION, NewRecord, Refreshed, SaveMode,
+    SessionInterface, SharedClock, StorageKey, StoredRecord, Version, load_then_touch,
+    system_clock,
 };
 
-use crate::format::{self, HEADER_LEN};
+use crate::format::{self, HEADER_LEN, Header};
 use crate::fsio::{self, Root};
 use crate::layout;
 use crate::lock::{KeyLocks, OsLock};
@@ -293,6 +294,71 @@ impl Inner {
     }
 }
 
+/// A record read through a read-write descriptor by `load_and_touch`.
+type Opened = (Header, StoredRecord, std::fs::File);
+
+impl Inner {
+    /// The due half of `load_and_touch`, under the key's locks: writes the new
+    /// deadline in place into the file that was read (`opened`), after checking
+    /// that it is still the key's record, still live and still due. If a save or an
+    /// expire replaced or removed it since, the record is read afresh (a second
+    /// open, only in that race).
+    fn touch_opened(
+        &self,
+        key: &StorageKey,
+        opened: Opened,
+        expires_at: OffsetDateTime,
+        due_before: OffsetDateTime,
+        max_len: u64,
+    ) -> Result<Option<Refreshed>, Error> {
+        let Some(shard) = self.root.shard(key)? else {
+            return Ok(None);
+        };
+        let lock = OsLock::acquire(shard, key)?;
+        let now = self.clock.now();
+        let (header, record, file) = opened;
+        let current = match fsio::reread_header(shard, key, &file) {
+            Ok(Some(h)) if h.version == header.version => Ok(Some((h, record, file))),
+            Ok(_) => fsio::read_record_rw(shard, key, max_len),
+            Err(e) => Err(e),
+        };
+        let result = current.and_then(|found| {
+            let Some((h, mut record, file)) = found else {
+                return Ok((None, false));
+            };
+            if !h.is_live(now) {
+                return Ok((None, true));
+            }
+            let previous_expires_at = h.expires_at;
+            record.expires_at = previous_expires_at;
+            let touched = previous_expires_at < due_before;
+            if touched {
+                let (offset, slot) = h.touch_write(expires_at);
+                fsio::write_slot(&file, offset, &slot)?;
+                record.expires_at = expires_at;
+            }
+            Ok((
+                Some(Refreshed {
+                    record,
+                    previous_expires_at,
+                    touched,
+                }),
+                true,
+            ))
+        });
+        match result {
+            Ok((answer, exists)) => {
+                lock.release(exists)?;
+                Ok(answer)
+            }
+            Err(e) => {
+                lock.release(true)?;
+                Err(e)
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl SessionInterface for FileStore {
     async fn load(&self, key: &StorageKey) -> Result<Option<StoredRecord>, Error> {
@@ -360,11 +426,58 @@ impl SessionInterface for FileStore {
         .await
     }
 
+    async fn load_and_touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        due_before: OffsetDateTime,
+    ) -> Result<Option<Refreshed>, Error> {
+        if self.inner.touch_mode != TouchMode::InPlace {
+            // A rewriting touch replaces the file: nothing to gain from the open one.
+            return load_then_touch(self, key, expires_at, due_before).await;
+        }
+        let max_len = self.max_file_len();
+        // Like `load`: no lock, one open — read-write, so a due deadline can be
+        // written into the same file.
+        let inner = Arc::clone(&self.inner);
+        let k = key.clone();
+        let read = run_blocking(move || {
+            let Some(shard) = inner.root.shard(&k)? else {
+                return Ok(None);
+            };
+            let found = fsio::read_record_rw(shard, &k, max_len)?;
+            let now = inner.clock.now();
+            Ok(found.filter(|(_, r, _)| now < r.expires_at))
+        })
+        .await?;
+        let Some(opened) = read else {
+            return Ok(None);
+        };
+        let previous_expires_at = opened.1.expires_at;
+        if previous_expires_at >= due_before {
+            return Ok(Some(Refreshed {
+                record: opened.1,
+                previous_expires_at,
+                touched: false,
+            }));
+        }
+        let guard = self.inner.locks.lock(key).await;
+        let inner = Arc::clone(&self.inner);
+        let k = key.clone();
+        run_blocking(move || {
+            let _guard = guard;
+            inner.touch_opened(&k, opened, expires_at, due_before, max_len)
+        })
+        .await
+    }
+
     async fn delete_expired(&self) -> Result<u64, Error> {
         sweep::delete_expired(Arc::clone(&self.inner)).await
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::full().with_durable(true)
+        Capabilities::full()
+            .with_durable(true)
+            .with_load_and_touch(self.inner.touch_mode == TouchMode::InPlace)
     }
 }

@@ -605,6 +605,13 @@ async fn hostile_directory_contents() {
             matches!(store.touch(k, far).await, Err(Error::Decode(_))),
             "{what}"
         );
+        assert!(
+            matches!(
+                store.load_and_touch(k, far, far).await,
+                Err(Error::Decode(_))
+            ),
+            "load_and_touch of a {what}"
+        );
     }
     // The planted temp file is replaced, not written through.
     store
@@ -814,4 +821,73 @@ fn a_contended_key_does_not_block_the_async_runtime() {
         drop(held_tx);
         holder.join().unwrap();
     });
+}
+
+#[tokio::test]
+async fn load_and_touch_reads_and_moves_the_deadline_in_both_modes() {
+    for mode in [TouchMode::InPlace, TouchMode::Rewrite] {
+        let tmp = tempfile::tempdir().unwrap();
+        let clock = ManualClock::starting_now();
+        let store = FileStore::builder(tmp.path())
+            .clock(clock.shared())
+            .touch_mode(mode)
+            .open()
+            .await
+            .unwrap();
+        // One step only where the deadline is written into the file that was read.
+        assert_eq!(
+            store.capabilities().load_and_touch,
+            mode == TouchMode::InPlace
+        );
+        let k = key();
+        let payload: Vec<u8> = (0..=255u8).cycle().take(20_000).collect();
+        let rec = NewRecord {
+            payload: payload.clone().into(),
+            expires_at: clock.now() + Duration::minutes(1),
+        };
+        store.save(&k, &rec, SaveMode::Create).await.unwrap();
+        // Several due refreshes, so the in-place writer alternates its two slots.
+        let mut previous = rec.expires_at;
+        for i in 1..=5 {
+            let deadline = clock.now() + Duration::hours(i);
+            let r = store
+                .load_and_touch(&k, deadline, deadline)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(r.touched, "{mode:?} #{i}");
+            assert_eq!(
+                (r.previous_expires_at, r.record.expires_at, r.record.version),
+                (previous, deadline, 1),
+                "{mode:?} #{i}"
+            );
+            assert_eq!(r.record.payload, payload, "{mode:?} #{i}");
+            let got = store.load(&k).await.unwrap().unwrap();
+            assert_eq!((got.expires_at, got.payload), (deadline, r.record.payload));
+            previous = deadline;
+        }
+        // Not due: nothing written.
+        let before = fs::read(record_path(tmp.path(), &k)).unwrap();
+        let r = store
+            .load_and_touch(&k, clock.now() + Duration::hours(9), previous)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!r.touched);
+        assert_eq!(r.record.expires_at, previous);
+        assert_eq!(fs::read(record_path(tmp.path(), &k)).unwrap(), before);
+        // Absent: None, and no file or lock left behind.
+        let absent = key();
+        let far = clock.now() + Duration::hours(9);
+        assert_eq!(store.load_and_touch(&absent, far, far).await.unwrap(), None);
+        let shard = tmp.path().join(&absent.as_str()[..2]);
+        assert!(!record_path(tmp.path(), &absent).exists());
+        assert!(!shard.join(format!("{absent}.lock")).exists());
+        store.expire(&k).await.unwrap();
+        assert_eq!(
+            tree(tmp.path()),
+            vec![k.as_str()[..2].to_owned()],
+            "{mode:?}"
+        );
+    }
 }

@@ -6,8 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Bytes, Capabilities, Error, FIRST_VERSION, NewRecord, SaveMode, SessionInterface, SharedClock,
-    StorageKey, StoredRecord, Version, system_clock,
+    Bytes, Capabilities, Error, FIRST_VERSION, NewRecord, Refreshed, SaveMode, SessionInterface,
+    SharedClock, StorageKey, StoredRecord, Version, system_clock,
 };
 
 /// Default number of shards: enough that 32 busy tasks rarely meet on one lock.
@@ -232,6 +232,33 @@ impl SessionInterface for MemoryStore {
         }
     }
 
+    async fn load_and_touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        due_before: OffsetDateTime,
+    ) -> Result<Option<Refreshed>, Error> {
+        let now = self.clock.now_unix_nanos();
+        let mut shard = self.shard(key);
+        let Some(e) = shard.map.get_mut(key).filter(|e| e.is_live(now)) else {
+            return Ok(None);
+        };
+        let previous_expires_at = e.expires_at;
+        let touched = previous_expires_at < due_before;
+        if touched {
+            e.set_expires_at(expires_at);
+        }
+        Ok(Some(Refreshed {
+            record: StoredRecord {
+                payload: e.payload.clone(),
+                expires_at: e.expires_at,
+                version: e.version,
+            },
+            previous_expires_at,
+            touched,
+        }))
+    }
+
     async fn delete_expired(&self) -> Result<u64, Error> {
         let now = self.clock.now_unix_nanos();
         // One shard at a time: each lock is held for one bounded batch.
@@ -239,7 +266,7 @@ impl SessionInterface for MemoryStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::full()
+        Capabilities::full().with_load_and_touch(true)
     }
 }
 

@@ -59,5 +59,10 @@ pub(crate) fn statements(table: &TableName) -> Statements {
         // The condition is re-read under the row lock, so a row a concurrent create
         // just replaced with a live one is not deleted.
         purge: format!("DELETE FROM {t} WHERE expires_at <= ? LIMIT ?").into(),
+        // No one-statement form: MariaDB and MySQL have no UPDATE … RETURNING, an
+        // INSERT … RETURNING would create the absent row it must not, and a
+        // multi-statement batch cannot bind parameters through prepared statements.
+        // The store loads and touches in two statements (the trait's default).
+        load_and_touch: None,
     }
 }

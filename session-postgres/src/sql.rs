@@ -42,5 +42,28 @@ pub(crate) fn statements(table: &TableName) -> Statements {
              (SELECT key FROM {t} WHERE expires_at <= $1 LIMIT $2) AND expires_at <= $1"
         )
         .into(),
+        // The load and a due touch in one statement ($1 key, $2 new deadline, $3
+        // due-before bound, $4 now). `upd` moves the deadline only when it is due,
+        // so an undue refresh writes no row version; when it wrote, its RETURNING
+        // is the row after the write (on a row updated concurrently, READ COMMITTED
+        // re-checks the WHERE on the newest version, so payload and version are
+        // that version's, a consistent pair) and `cur` the deadline before.
+        // Otherwise the second branch reads the live row as `load` would. Only
+        // `upd` carries a payload through a CTE, so a large one is not copied
+        // twice.
+        load_and_touch: Some(
+            format!(
+                "WITH cur AS (SELECT expires_at FROM {t} WHERE key = $1 AND expires_at > $4), \
+                 upd AS (UPDATE {t} SET expires_at = $2 \
+                 WHERE key = $1 AND expires_at > $4 AND expires_at < $3 \
+                 RETURNING payload, expires_at, version) \
+                 SELECT upd.payload, upd.expires_at, upd.version, \
+                 COALESCE((SELECT expires_at FROM cur), upd.expires_at), TRUE FROM upd \
+                 UNION ALL \
+                 SELECT payload, expires_at, version, expires_at, FALSE FROM {t} \
+                 WHERE key = $1 AND expires_at > $4 AND NOT EXISTS (SELECT 1 FROM upd)"
+            )
+            .into(),
+        ),
     }
 }

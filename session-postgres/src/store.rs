@@ -5,7 +5,8 @@ use session_core::{NewRecord, StorageKey};
 use session_sql_common::error::ErrorClass;
 use session_sql_common::migrate::{Migration, MigrationOutcome, MigrationSql};
 use session_sql_common::{
-    DbErrorHook, Dialect, RawRecord, Rerun, SqlStore, SqlStoreBuilder, Statements, TableName,
+    DbErrorHook, Dialect, RawRecord, RefreshedRow, Rerun, SqlStore, SqlStoreBuilder, Statements,
+    TableName,
 };
 use sqlx::error::DatabaseError;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
@@ -152,6 +153,38 @@ impl Dialect for PgDialect {
             .execute(conn)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn load_and_touch(
+        conn: &mut PgConnection,
+        sql: &Statements,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        due_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Option<RefreshedRow>, sqlx::Error> {
+        let Some(statement) = sql.load_and_touch.clone() else {
+            return Err(sqlx::Error::Protocol("no load_and_touch statement".into()));
+        };
+        let row = sqlx::query(AssertSqlSafe(statement))
+            .bind(key.as_str())
+            .bind(expires_at)
+            .bind(due_before)
+            .bind(now)
+            .fetch_optional(conn)
+            .await?;
+        row.map(|row| {
+            Ok(RefreshedRow {
+                row: RawRecord {
+                    payload: row.try_get(0)?,
+                    expires_at: row.try_get(1)?,
+                    version: row.try_get(2)?,
+                },
+                previous: row.try_get(3)?,
+                touched: row.try_get(4)?,
+            })
+        })
+        .transpose()
     }
 
     async fn purge(

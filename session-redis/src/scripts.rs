@@ -146,6 +146,56 @@ end
 return -2
 ";
 
+/// Step 2 of a load-and-touch (see [`load_and_touch`]): moves a record's deadline
+/// only when it is due.
+///
+/// `KEYS[1]` the record; `ARGV[1]` the new deadline as the 8 header bytes;
+/// `ARGV[2]` the same deadline in Unix ms; `ARGV[3]` the due-before bound as 8
+/// big-endian bytes (never negative, so comparing the strings compares the numbers,
+/// like the version in [`UPDATE`]).
+/// Returns 1 moved, 2 live but not due (nothing written), 0 absent or expired, -2
+/// not a record of ours. Header before `PEXPIREAT`, as in [`TOUCH`].
+const TOUCH_IF_DUE: &str = r"
+local head = redis.call('GETRANGE', KEYS[1], 0, 16)
+if #head == 17 and string.byte(head, 1) == 1 then
+  if string.sub(head, 10, 17) >= ARGV[3] then
+    return 2
+  end
+  redis.call('SETRANGE', KEYS[1], 9, ARGV[1])
+  redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+  return 1
+end
+if #head == 0 and redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+return -2
+";
+
+/// The load and a due touch in one round trip: one `MULTI`/`EXEC` on `key` of
+///
+/// 1. `GET key` — the record as it is before the touch (its header holds the
+///    previous deadline);
+/// 2. `EVAL TOUCH_IF_DUE 1 key new-header-deadline new-deadline-ms due-before`.
+///
+/// The payload reaches the client from a plain `GET`, never through Lua, so a large
+/// record costs what a `load` costs (the large-payload concern of [`transaction`]).
+/// `EXEC` runs both with nothing in between. The script goes as `EVAL`, not
+/// `EVALSHA`, for the reason given at [`transaction`]. Both commands name the same
+/// key, so the transaction is valid on a cluster.
+pub(crate) fn load_and_touch(
+    scripts: &Scripts,
+    get: Cmd,
+    key: &Arg<'_>,
+    args: &[Arg<'_>],
+) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.atomic()
+        .ignore_errors()
+        .add_command(get)
+        .add_command(scripts.touch_if_due.eval(key, args));
+    pipe
+}
+
 /// The store's scripts, built once per store.
 #[derive(Debug)]
 pub(crate) struct Scripts {
@@ -157,6 +207,8 @@ pub(crate) struct Scripts {
     pub(crate) check: Script,
     /// See [`CLEANUP`].
     pub(crate) cleanup: Script,
+    /// See [`TOUCH_IF_DUE`].
+    pub(crate) touch_if_due: Script,
 }
 
 impl Scripts {
@@ -166,6 +218,7 @@ impl Scripts {
             touch: Script::new(TOUCH),
             check: Script::new(CHECK),
             cleanup: Script::new(CLEANUP),
+            touch_if_due: Script::new(TOUCH_IF_DUE),
         }
     }
 }
@@ -262,6 +315,9 @@ mod tests {
         assert_eq!((FORMAT, HEADER_LEN, DEADLINE_OFFSET), (1, 17, 9));
         assert!(UPDATE.contains("GETRANGE', KEYS[1], 0, 16"));
         assert!(TOUCH.contains("SETRANGE', KEYS[1], 9,"));
+        assert!(TOUCH_IF_DUE.contains("GETRANGE', KEYS[1], 0, 16"));
+        assert!(TOUCH_IF_DUE.contains("string.sub(head, 10, 17)"));
+        assert!(TOUCH_IF_DUE.contains("SETRANGE', KEYS[1], 9,"));
     }
 
     #[test]
@@ -299,6 +355,35 @@ mod tests {
         assert!(text.contains("$11\r\nHEADpayload\r\n$2\r\nNX\r\n$4\r\nPXAT\r\n$2\r\n42\r\n"));
         // Every command names the key.
         assert_eq!(text.matches("$3\r\np:k\r\n").count(), 3);
+    }
+
+    #[test]
+    fn load_and_touch_is_multi_get_eval_exec_on_one_key() {
+        let scripts = Scripts::new();
+        let key = Arg(&[b"p:", b"k"]);
+        let mut get = redis::cmd("GET");
+        get.arg(key);
+        let args = [Arg(&[b"HDR8BYTE"]), Arg(&[b"42"]), Arg(&[b"DUE8BYTE"])];
+        let pipe = load_and_touch(&scripts, get, &key, &args);
+        assert!(pipe.is_transaction());
+        let text = String::from_utf8_lossy(&pipe.get_packed_pipeline()).into_owned();
+        let order: Vec<usize> = [
+            "\r\nMULTI\r\n",
+            "\r\nGET\r\n",
+            "\r\nEVAL\r\n",
+            "\r\nEXEC\r\n",
+        ]
+        .iter()
+        .map(|verb| text.find(verb).unwrap_or(usize::MAX))
+        .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+        assert!(!text.contains("EVALSHA"), "{text}");
+        assert!(
+            text.contains(TOUCH_IF_DUE),
+            "the script goes with its source"
+        );
+        // Both commands name the key.
+        assert_eq!(text.matches("$3\r\np:k\r\n").count(), 2);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use redis::{Cmd, ErrorKind, ServerErrorKind, Value};
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Capabilities, DecodeError, Error, FIRST_VERSION, NewRecord, SaveMode, SessionInterface,
-    StorageKey, StoredRecord, Version,
+    Capabilities, DecodeError, Error, FIRST_VERSION, NewRecord, Refreshed, SaveMode,
+    SessionInterface, StorageKey, StoredRecord, Version, load_then_touch,
 };
 
 use crate::config::{
@@ -52,6 +52,10 @@ const WRITTEN: i64 = 1;
 const ABSENT: i64 = 0;
 const OTHER_VERSION: i64 = -1;
 const NOT_A_RECORD: i64 = -2;
+/// What the touch-if-due step of a load-and-touch returns for a live record whose
+/// deadline was not due (`WRITTEN`: moved).
+const NOT_DUE: i64 = 2;
+
 /// What the cleanup step of the update transaction returns when it deleted the
 /// placeholder.
 const PLACEHOLDER_DELETED: i64 = 1;
@@ -230,6 +234,96 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// [`SessionInterface::load_and_touch`] through [`scripts::load_and_touch`]; a
+    /// cluster redirect (nothing ran) falls back to `load` + `touch`, which follow it.
+    async fn load_and_touch_in_transaction(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        due_before: OffsetDateTime,
+    ) -> Result<Result<Option<Refreshed>, Error>, Redirected> {
+        let deadline = record::deadline_ms(expires_at);
+        let header_bytes = deadline.to_be_bytes();
+        let deadline_text = deadline.to_string();
+        // Header deadlines are at least 1 ms; a bound at or before 0 is never due.
+        let due = record::deadline_ms(due_before).to_be_bytes();
+        let due = if due_before.unix_timestamp_nanos() <= 0 {
+            [0; 8]
+        } else {
+            due
+        };
+        let args = [
+            Arg(&[&header_bytes]),
+            Arg(&[deadline_text.as_bytes()]),
+            Arg(&[&due]),
+        ];
+        let rkey = Arg(&[self.prefix.as_bytes(), key.as_str().as_bytes()]);
+        let pipe =
+            scripts::load_and_touch(&self.shared.scripts, self.key_cmd("GET", key), &rkey, &args);
+        let sent = self
+            .bounded(
+                "load_and_touch",
+                self.shared.conn.send_raw(Request::Transaction(&pipe)),
+            )
+            .await;
+        let reply = match sent {
+            Err(checkout_or_timeout) => return Ok(Err(checkout_or_timeout)),
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => {
+                let redirect = exec_abort_cause(&e).is_some_and(|cause| {
+                    matches!(
+                        cause.kind(),
+                        ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
+                    )
+                });
+                if redirect && self.shared.conn.is_cluster() {
+                    return Err(Redirected);
+                }
+                return Ok(Err(from_redis(e)));
+            }
+        };
+        Ok(load_and_touch_outcome(reply, deadline))
+    }
+}
+
+/// Maps `EXEC`'s reply to the two commands of [`scripts::load_and_touch`].
+fn load_and_touch_outcome(reply: Value, deadline_ms: i64) -> Result<Option<Refreshed>, Error> {
+    let unexpected = || unexpected("load_and_touch");
+    let Value::Array(replies) = reply else {
+        return Err(unexpected());
+    };
+    let [get, touched] = <[Value; 2]>::try_from(replies).map_err(|_| unexpected())?;
+    let step = |v: Value| match v {
+        Value::ServerError(e) => Err(from_redis(e.into())),
+        v => Ok(v),
+    };
+    let mut record = match step(get)? {
+        Value::Nil => return Ok(None),
+        Value::BulkString(raw) => record::decode(raw)?,
+        _ => return Err(unexpected()),
+    };
+    let previous_expires_at = record.expires_at;
+    let touched = match step(touched)? {
+        Value::Int(WRITTEN) => true,
+        Value::Int(NOT_DUE) => false,
+        // The GET saw a record, so nothing else ran in between: the script agrees.
+        Value::Int(NOT_A_RECORD) => return Err(not_a_record()),
+        _ => return Err(unexpected()),
+    };
+    if touched {
+        // What the header now holds: the deadline rounded down to the millisecond.
+        record.expires_at =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(deadline_ms) * 1_000_000)
+                .map_err(|_| unexpected())?;
+    }
+    Ok(Some(Refreshed {
+        record,
+        previous_expires_at,
+        touched,
+    }))
+}
+
 /// Maps `EXEC`'s reply to the three commands of [`scripts::transaction`].
 fn transaction_outcome(reply: Value) -> Result<(), Error> {
     let Value::Array(replies) = reply else {
@@ -363,6 +457,21 @@ impl SessionInterface for RedisStore {
         }
     }
 
+    async fn load_and_touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        due_before: OffsetDateTime,
+    ) -> Result<Option<Refreshed>, Error> {
+        match self
+            .load_and_touch_in_transaction(key, expires_at, due_before)
+            .await
+        {
+            Ok(answer) => answer,
+            Err(Redirected) => load_then_touch(self, key, expires_at, due_before).await,
+        }
+    }
+
     async fn delete_expired(&self) -> Result<u64, Error> {
         // Every key carries its deadline as a Redis TTL; the server evicts it.
         Ok(0)
@@ -372,6 +481,7 @@ impl SessionInterface for RedisStore {
         Capabilities::full()
             .with_native_ttl(true)
             .with_durable(self.durable)
+            .with_load_and_touch(true)
     }
 }
 

@@ -217,6 +217,14 @@ async fn garbage_is_a_decode_error(server: Server) {
         assert!(matches!(err, Error::Decode(_)), "update {value:?}: {err:?}");
         let err = store.touch(&k, in_an_hour()).await.unwrap_err();
         assert!(matches!(err, Error::Decode(_)), "touch {value:?}: {err:?}");
+        let err = store
+            .load_and_touch(&k, in_an_hour(), in_an_hour())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Decode(_)),
+            "load_and_touch {value:?}: {err:?}"
+        );
         // Create does not overwrite what it did not write; expire clears it.
         let err = store
             .save(&k, &record(b"x", in_an_hour()), SaveMode::Create)
@@ -269,6 +277,11 @@ async fn garbage_is_a_decode_error(server: Server) {
         .unwrap_err();
     assert!(matches!(err, Error::Decode(_)), "{err:?}");
     let err = store.touch(&k, in_an_hour()).await.unwrap_err();
+    assert!(matches!(err, Error::Decode(_)), "{err:?}");
+    let err = store
+        .load_and_touch(&k, in_an_hour(), in_an_hour())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Decode(_)), "{err:?}");
     store.expire(&k).await.unwrap();
 }

@@ -44,6 +44,21 @@ pub struct Statements {
     pub touch: Arc<str>,
     /// Deletes at most a batch of expired rows.
     pub purge: Arc<str>,
+    /// Loads a live row and moves its deadline when it is before a bound, in one
+    /// statement ([`Dialect::load_and_touch`]); `None` where the database has no
+    /// such statement (the store then loads and touches in two).
+    pub load_and_touch: Option<Arc<str>>,
+}
+
+/// What [`Dialect::load_and_touch`] read and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshedRow {
+    /// The row after the statement (its new deadline when `touched`).
+    pub row: RawRecord,
+    /// The deadline the row had before.
+    pub previous: OffsetDateTime,
+    /// Whether the deadline was moved.
+    pub touched: bool,
 }
 
 /// A row as read from the table, before the version is checked.
@@ -152,6 +167,26 @@ pub trait Dialect: Send + Sync + 'static {
         expires_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
+
+    /// [`Statements::load_and_touch`]: the live row of `key` at `now`, its deadline
+    /// moved to `expires_at` when it was before `due_before`. Called only when the
+    /// dialect's statements have one; the default is an error for a dialect that
+    /// sets the statement but forgot the method.
+    fn load_and_touch(
+        conn: &mut Self::Connection,
+        sql: &Statements,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        due_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<RefreshedRow>, sqlx::Error>> + Send {
+        let _ = (conn, sql, key, expires_at, due_before, now);
+        async {
+            Err(sqlx::Error::Protocol(
+                "the dialect has a load_and_touch statement but no method to run it".into(),
+            ))
+        }
+    }
 
     /// [`Statements::purge`]: deletes at most `batch` rows expired at `now`; returns
     /// how many.

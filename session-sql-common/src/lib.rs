@@ -8,7 +8,7 @@ pub mod store;
 mod table;
 pub mod testing;
 
-pub use dialect::{Dialect, RawRecord, Rerun, Statements};
+pub use dialect::{Dialect, RawRecord, RefreshedRow, Rerun, Statements};
 pub use error::{DbErrorHook, ErrorClass, SchemaTooNew, StatementTimeout};
 pub use migrate::{Migration, MigrationOutcome, MigrationSql};
 pub use pool::{ConnectionSource, DEFAULT_STATEMENT_TIMEOUT, Lease, PoolSettings, bounded};

@@ -10,8 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use session_core::time::OffsetDateTime;
 use session_core::{
-    Bytes, Capabilities, ConfigError, Error, FIRST_VERSION, NewRecord, SaveMode, SessionInterface,
-    SharedClock, StorageKey, StoredRecord, Version, system_clock,
+    Bytes, Capabilities, ConfigError, Error, FIRST_VERSION, NewRecord, Refreshed, SaveMode,
+    SessionInterface, SharedClock, StorageKey, StoredRecord, Version, load_then_touch,
+    system_clock,
 };
 use sqlx::Connection;
 
@@ -418,6 +419,33 @@ impl<D: Dialect> SessionInterface for SqlStore<D> {
         ))
     }
 
+    async fn load_and_touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        due_before: OffsetDateTime,
+    ) -> Result<Option<Refreshed>, Error> {
+        if self.sql.load_and_touch.is_none() {
+            return load_then_touch(self, key, expires_at, due_before).await;
+        }
+        let now = self.clock.now();
+        let mut lease = self.lease().await?;
+        let sql = &*self.sql;
+        let limit = self.statement_timeout;
+        let answer = run!(lease, limit, Self::RERUN_WRITES, |conn| D::load_and_touch(
+            conn, sql, key, expires_at, due_before, now
+        ))?;
+        answer
+            .map(|r| {
+                Ok(Refreshed {
+                    record: decode(r.row)?,
+                    previous_expires_at: r.previous,
+                    touched: r.touched,
+                })
+            })
+            .transpose()
+    }
+
     async fn delete_expired(&self) -> Result<u64, Error> {
         // One "now" for the whole purge, so sessions expiring while it runs cannot
         // keep it going forever.
@@ -439,6 +467,8 @@ impl<D: Dialect> SessionInterface for SqlStore<D> {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::full().with_durable(true)
+        Capabilities::full()
+            .with_durable(true)
+            .with_load_and_touch(self.sql.load_and_touch.is_some())
     }
 }
