@@ -76,6 +76,9 @@ else
   cargo test "${NATIVE_TLS_TESTS[@]}" --locked --no-fail-fast
 fi
 
+# session-redis's README shows its TLS configuration in a doctest compiled only with `tls`.
+cargo test -p session-redis --features tls --doc --locked
+
 echo "== SQL fault tests with a real restart of PostgreSQL and MariaDB"
 export SESSION_TEST_POSTGRES_RESTART_CMD="bash $PWD/scripts/services.sh restart postgres"
 export SESSION_TEST_MYSQL_RESTART_CMD="bash $PWD/scripts/services.sh restart mysql"
