@@ -18,7 +18,13 @@
 #   5. the SQL fault tests again with a real server restart (scripts/services.sh
 #      restart) instead of killed connections, alone, since a restart would disturb
 #      the other tests;
-#   6. the conformance CLI (the project's main command) over every backend.
+#   6. the conformance CLI (the project's main command) over every backend;
+#   7. what publishing needs: the docs build without warnings (every README is its
+#      crate's documentation), each published crate's public API matches its listing
+#      in api/ (`cargo xtask public-api --bless` regenerates them), its package holds
+#      both license texts, the code builds with the declared rust-version (1.94) when
+#      rustup can install it, and `cargo package --workspace` builds every crate
+#      from its packaged form.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A test run builds most of the workspace once; incremental state would add ~3 GB to
@@ -70,6 +76,9 @@ else
   cargo test "${NATIVE_TLS_TESTS[@]}" --locked --no-fail-fast
 fi
 
+# session-redis's README shows its TLS configuration in a doctest compiled only with `tls`.
+cargo test -p session-redis --features tls --doc --locked
+
 echo "== SQL fault tests with a real restart of PostgreSQL and MariaDB"
 export SESSION_TEST_POSTGRES_RESTART_CMD="bash $PWD/scripts/services.sh restart postgres"
 export SESSION_TEST_MYSQL_RESTART_CMD="bash $PWD/scripts/services.sh restart mysql"
@@ -86,3 +95,35 @@ echo "== conformance CLI over every backend"
 cargo run -q -p conformance-tests --features servers --locked -- \
   --backend memory --backend file --backend redis --backend redis-cluster \
   --backend postgres --backend mysql
+
+echo "== docs (every README is its crate's documentation; its examples ran as doctests above)"
+# --all-features: both SQL TLS stacks build together (sqlx then uses native-tls).
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
+
+echo "== public API of the published crates against api/"
+cargo xtask public-api
+
+echo "== license texts in every published crate's package"
+for manifest in session-*/Cargo.toml conformance-tests/Cargo.toml; do
+  grep -q '^publish = false' "$manifest" && continue
+  dir=$(dirname "$manifest")
+  listed=$(cargo package --list --locked --allow-dirty -p "$dir")
+  for license in LICENSE-MIT LICENSE-APACHE; do
+    cmp -s "$license" "$dir/$license" || { echo "$dir/$license differs from the root's $license" >&2; exit 1; }
+    grep -qx "$license" <<<"$listed" || { echo "$dir: $license is not in the package" >&2; exit 1; }
+  done
+done
+
+echo "== rust-version 1.94"
+# Clippy's incompatible_msrv lint (in the clippy runs above) already refuses std APIs
+# newer than the declared rust-version. When rustup can install 1.94, the library and
+# binary targets are also checked with it (its own target directory: another
+# compiler shares no artifacts).
+if rustup toolchain install 1.94 --profile minimal >/dev/null 2>&1; then
+  CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/msrv" cargo +1.94 check --workspace --lib --bins --locked
+else
+  echo "   rustup could not install 1.94: only clippy's incompatible_msrv lint checked it"
+fi
+
+echo "== packaging: every crate built from its packaged form"
+cargo package --workspace --locked --allow-dirty

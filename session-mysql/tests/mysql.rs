@@ -1,5 +1,5 @@
 //! MySQL / MariaDB-specific behaviour: schema, pooling, faults, bulk purge — the tests
-//! session-postgres runs too (`session_sql_common::testing::integration`), with the
+//! session-postgres runs too (`session_sql_testing::integration`), with the
 //! MySQL statements they send behind the store's back (valid on MySQL 8 and MariaDB).
 
 use std::future::Future;
@@ -9,8 +9,8 @@ use session_core::time::OffsetDateTime;
 use session_mysql::MySqlDialect;
 use session_mysql::sqlx::mysql::MySqlConnectOptions;
 use session_mysql::sqlx::{self, AssertSqlSafe, Connection, MySqlConnection};
-use session_sql_common::testing::contract::key;
-use session_sql_common::testing::integration::TestServer;
+use session_sql_testing::contract::key;
+use session_sql_testing::integration::TestServer;
 
 struct MySql;
 
@@ -164,7 +164,7 @@ impl TestServer for MySql {
     }
 }
 
-session_sql_common::sql_store_tests!(MySql);
+session_sql_testing::sql_store_tests!(MySql);
 
 /// The statements that write one live row find it by primary key even when the table
 /// holds a single live row, where MariaDB's optimizer otherwise chooses the
@@ -172,8 +172,8 @@ session_sql_common::sql_store_tests!(MySql);
 #[tokio::test]
 async fn row_writes_use_the_primary_key_in_a_one_row_table() {
     use session_core::{Bytes, Clock, NewRecord, SaveMode, SessionInterface};
-    use session_sql_common::testing::integration::{store, url};
     use session_sql_common::{Dialect, TableName};
+    use session_sql_testing::integration::{store, url};
 
     let Some((store, clock)) = store::<MySql>("plan").await else {
         return;

@@ -1,5 +1,5 @@
 //! PostgreSQL-specific behaviour: schema, pooling, faults, bulk purge — the tests
-//! session-mysql runs too (`session_sql_common::testing::integration`), with the
+//! session-mysql runs too (`session_sql_testing::integration`), with the
 //! PostgreSQL statements they send behind the store's back.
 
 use std::future::Future;
@@ -9,8 +9,8 @@ use session_core::time::OffsetDateTime;
 use session_postgres::PgDialect;
 use session_postgres::sqlx::postgres::PgConnectOptions;
 use session_postgres::sqlx::{self, AssertSqlSafe, Connection, PgConnection};
-use session_sql_common::testing::contract::key;
-use session_sql_common::testing::integration::TestServer;
+use session_sql_testing::contract::key;
+use session_sql_testing::integration::TestServer;
 
 struct Postgres;
 
@@ -139,4 +139,4 @@ impl TestServer for Postgres {
     async fn release(_: &str, _: String) {}
 }
 
-session_sql_common::sql_store_tests!(Postgres);
+session_sql_testing::sql_store_tests!(Postgres);

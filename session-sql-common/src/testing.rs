@@ -1,12 +1,6 @@
-//! Helpers for tests that need a database server: [`server_url`], and with the
-//! `testing` feature the tests both SQL stores share ([`integration`], expanded by
-//! [`sql_store_tests!`](crate::sql_store_tests)) and the store-agnostic
-//! [`contract`] checks they run.
-
-#[cfg(feature = "testing")]
-pub mod contract;
-#[cfg(feature = "testing")]
-pub mod integration;
+//! Helpers for tests that need a database server: [`server_url`] (skip or require),
+//! [`tls_server_url`] and [`error_chain`]. The SQL stores' shared integration tests
+//! are in the unpublished `session-sql-testing` crate, which builds on these.
 
 /// The server URL in environment variable `var` (read at run time), for a test of
 /// backend `backend` (`"postgres"`, `"mysql"`, …).

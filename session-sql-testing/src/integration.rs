@@ -24,13 +24,13 @@ use session_core::{
 use sqlx::Connection;
 use sqlx::pool::PoolOptions;
 
-use super::contract::{self, key};
-use super::server_url;
-use crate::dialect::Dialect;
-use crate::error::{SchemaTooNew, StatementTimeout};
-use crate::migrate::MigrationConnection;
-use crate::store::{ConnectOptionsOf, SqlStore};
-use crate::table::TableName;
+use session_sql_common::dialect::Dialect;
+use session_sql_common::migrate::MigrationConnection;
+use session_sql_common::store::{ConnectOptionsOf, SqlStore};
+use session_sql_common::testing::server_url;
+use session_sql_common::{SchemaTooNew, StatementTimeout, TableName};
+
+use crate::contract::{self, key};
 
 /// Rows [`TestServer::insert_expiring_rows`] inserts.
 pub const BULK_ROWS: u64 = 100_000;
@@ -292,10 +292,10 @@ pub async fn stalled_server_fails_within_the_connect_timeout<S: TestServer>() {
         "UNREACHABLE_URL must use 127.0.0.1:1"
     );
     let store = Store::<S>::builder()
-        .pool_settings(crate::PoolSettings {
+        .pool_settings(session_sql_common::PoolSettings {
             statement_timeout: Some(StdDuration::from_millis(300)),
             connect_timeout: Some(StdDuration::from_secs(1)),
-            ..crate::PoolSettings::default()
+            ..session_sql_common::PoolSettings::default()
         })
         .connect(&url)
         .unwrap();
@@ -323,11 +323,12 @@ pub async fn stalled_server_fails_within_the_connect_timeout<S: TestServer>() {
 /// thirds of what the store added to the bare statement (callgrind, one task).
 pub fn connection_checkout_future_stays_small<S: TestServer>() {
     let options: ConnectOptionsOf<S::Dialect> = S::UNREACHABLE_URL.parse().unwrap();
-    let source = crate::ConnectionSource::<<S::Dialect as Dialect>::Connection>::managed(
-        options,
-        crate::PoolSettings::default(),
-    )
-    .unwrap();
+    let source =
+        session_sql_common::ConnectionSource::<<S::Dialect as Dialect>::Connection>::managed(
+            options,
+            session_sql_common::PoolSettings::default(),
+        )
+        .unwrap();
     let checkout = source.acquire(S::Dialect::ERROR_HOOK);
     let size = std::mem::size_of_val(&checkout);
     assert!(size <= 1024, "the checkout future is {size} bytes");
@@ -350,15 +351,15 @@ pub fn zero_statement_timeout_is_a_config_error<S: TestServer>() {
         ),
         "{err:?}"
     );
-    let settings = crate::PoolSettings::default();
+    let settings = session_sql_common::PoolSettings::default();
     assert_eq!(
         settings.statement_timeout,
-        Some(crate::DEFAULT_STATEMENT_TIMEOUT)
+        Some(session_sql_common::DEFAULT_STATEMENT_TIMEOUT)
     );
     // The bound can be switched off explicitly, and a positive one is accepted.
     for timeout in [None, Some(StdDuration::from_millis(1))] {
         Store::<S>::builder()
-            .pool_settings(crate::PoolSettings {
+            .pool_settings(session_sql_common::PoolSettings {
                 statement_timeout: timeout,
                 ..settings
             })
@@ -624,30 +625,30 @@ pub async fn delete_expired_in_batches<S: TestServer>() {
 ///
 /// ```text
 /// struct Postgres;
-/// impl session_sql_common::testing::integration::TestServer for Postgres { /* … */ }
-/// session_sql_common::sql_store_tests!(Postgres);
+/// impl session_sql_testing::integration::TestServer for Postgres { /* … */ }
+/// session_sql_testing::sql_store_tests!(Postgres);
 /// ```
 #[macro_export]
 macro_rules! sql_store_tests {
     ($server:ty) => {
         #[test]
         fn hostile_table_names_are_rejected_before_any_sql() {
-            $crate::testing::integration::hostile_table_names_are_rejected_before_any_sql::<$server>();
+            $crate::integration::hostile_table_names_are_rejected_before_any_sql::<$server>();
         }
 
         #[test]
         fn connection_checkout_future_stays_small() {
-            $crate::testing::integration::connection_checkout_future_stays_small::<$server>();
+            $crate::integration::connection_checkout_future_stays_small::<$server>();
         }
 
         #[test]
         fn zero_statement_timeout_is_a_config_error() {
-            $crate::testing::integration::zero_statement_timeout_is_a_config_error::<$server>();
+            $crate::integration::zero_statement_timeout_is_a_config_error::<$server>();
         }
 
         #[tokio::test]
         async fn stalled_server_fails_within_the_connect_timeout() {
-            $crate::testing::integration::stalled_server_fails_within_the_connect_timeout::<$server>().await;
+            $crate::integration::stalled_server_fails_within_the_connect_timeout::<$server>().await;
         }
 
         $crate::sql_store_tests!(@each $server, #[tokio::test];
@@ -668,7 +669,7 @@ macro_rules! sql_store_tests {
     (@each $server:ty, #[$test:meta]; $($name:ident,)*) => {$(
         #[$test]
         async fn $name() {
-            $crate::testing::integration::$name::<$server>().await;
+            $crate::integration::$name::<$server>().await;
         }
     )*};
 }

@@ -1,0 +1,16 @@
+//! Test support of the sqlx session stores, used only by the tests of
+//! `session-postgres` and `session-mysql` (a path-only dev-dependency; this crate is
+//! not published).
+//!
+//! - [`integration`]: the integration tests both stores run (schema and migrations,
+//!   pooling, faults, bulk purge), generic over a [`TestServer`](integration::TestServer)
+//!   that supplies the per-database SQL, and expanded into test functions by
+//!   [`sql_store_tests!`].
+//! - [`contract`]: the store-agnostic checks among them that the shared conformance
+//!   suite does not make (microsecond deadlines, more than one purge batch, …).
+//!
+//! Whether a test runs, skips or fails without its server follows
+//! `session_sql_common::testing::server_url`.
+
+pub mod contract;
+pub mod integration;
