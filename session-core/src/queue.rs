@@ -40,25 +40,41 @@ pub(crate) struct Slot {
     latest: tokio::sync::Mutex<Option<Saved>>,
 }
 
-type Slots = HashMap<u64, Arc<Slot>, foldhash::fast::RandomState>;
+/// How many closed slots a queue keeps for reuse, so that a request does not
+/// allocate and free one (a slot is only open while a request is in flight).
+const SPARE_SLOTS: usize = 64;
+
+/// The open slots by session, and closed ones kept for reuse.
+#[derive(Debug, Default)]
+struct Table {
+    open: HashMap<u64, Arc<Slot>, foldhash::fast::RandomState>,
+    spare: Vec<Arc<Slot>>,
+}
 
 /// The table of slots of one manager.
 #[derive(Debug, Default)]
 pub(crate) struct Queue {
-    slots: Mutex<Slots>,
+    table: Mutex<Table>,
 }
 
 impl Queue {
-    fn slots(&self) -> MutexGuard<'_, Slots> {
-        // Every critical section is one map operation: a panic cannot leave it torn.
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // Every critical section is a map operation and a push or pop: a panic
+        // cannot leave it torn.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Joins (or opens) the slot of the session `token` names.
     pub(crate) fn join(self: &Arc<Self>, token: &SessionToken) -> Ticket {
         let (head, _) = token.bytes().split_at(8);
         let id = u64::from_le_bytes(head.try_into().unwrap_or_default());
-        let slot = Arc::clone(self.slots().entry(id).or_default());
+        let mut table = self.table();
+        let Table { open, spare } = &mut *table;
+        let slot = Arc::clone(
+            open.entry(id)
+                .or_insert_with(|| spare.pop().unwrap_or_default()),
+        );
+        drop(table);
         Ticket {
             queue: Arc::clone(self),
             id,
@@ -68,7 +84,7 @@ impl Queue {
 
     /// How many sessions have a slot (requests in flight).
     pub(crate) fn len(&self) -> usize {
-        self.slots().len()
+        self.table().open.len()
     }
 }
 
@@ -90,11 +106,28 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut slots = self.queue.slots();
+        let mut table = self.queue.table();
         // The map holds one reference and this ticket another; joins happen under
         // the same lock, so no one can be joining this slot right now.
-        if Arc::strong_count(&self.slot) == 2 {
-            slots.remove(&self.id);
+        if Arc::strong_count(&self.slot) != 2 {
+            return;
+        }
+        let Some(closed) = table.open.remove(&self.id) else {
+            return;
+        };
+        if table.spare.len() < SPARE_SLOTS {
+            // No other member is left to hold the lock: forget the session's last
+            // record (no data outlives its requests) and keep the slot for reuse.
+            let cleared = match closed.latest.try_lock() {
+                Ok(mut latest) => {
+                    *latest = None;
+                    true
+                }
+                Err(_) => false,
+            };
+            if cleared {
+                table.spare.push(closed);
+            }
         }
     }
 }
@@ -123,5 +156,40 @@ mod tests {
         assert_eq!(queue.len(), 1);
         drop(again);
         assert_eq!(queue.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_reused_slot_remembers_nothing_of_its_last_session() {
+        let queue = Arc::new(Queue::default());
+        let token = SessionToken::generate().unwrap();
+        let ticket = queue.join(&token);
+        *ticket.turn().await = Some(Saved {
+            existing: crate::session::Existing {
+                token: token.clone(),
+                key: token.storage_key(),
+                version: 3,
+                payload: crate::Bytes::from_static(b"x"),
+                expires_at: time::OffsetDateTime::UNIX_EPOCH,
+            },
+            meta: crate::codec::Meta {
+                created_at: time::OffsetDateTime::UNIX_EPOCH,
+                absolute_deadline: time::OffsetDateTime::UNIX_EPOCH,
+                idle: None,
+                permanent: None,
+                id_issued_at: time::OffsetDateTime::UNIX_EPOCH,
+            },
+            data: Arc::default(),
+        });
+        let first = Arc::as_ptr(&ticket.slot);
+        drop(ticket);
+        assert_eq!(queue.table().spare.len(), 1, "the closed slot is kept");
+        let other = SessionToken::generate().unwrap();
+        let next = queue.join(&other);
+        assert_eq!(Arc::as_ptr(&next.slot), first, "and reused");
+        assert!(
+            next.turn().await.is_none(),
+            "without the last session's record"
+        );
+        assert_eq!(queue.table().spare.len(), 0);
     }
 }
