@@ -5,21 +5,26 @@ mod client_side;
 mod clock;
 mod codec;
 mod config;
+mod decision;
 mod error;
 mod manager;
 mod queue;
 mod rotation;
+mod sealer;
 mod server_side;
 mod session;
+mod shared;
+mod state;
 mod store;
 mod token;
 
 pub use cleanup::{CleanupSchedule, spawn_cleanup};
-pub use client_side::{CookieSealer, MAX_SET_COOKIE_BYTES};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
 pub use config::{SameSite, SessionConfig, SessionConfigBuilder};
+pub use decision::CookieDecision;
 pub use error::{BoxError, ConfigError, DecodeError, Error, JsonError, JsonErrorKind};
-pub use manager::{CookieDecision, SessionManager};
+pub use manager::SessionManager;
+pub use sealer::{CookieSealer, MAX_SET_COOKIE_BYTES};
 pub use session::Session;
 pub use store::{
     Capabilities, FIRST_VERSION, NewRecord, Refreshed, SaveMode, SessionInterface, StoredRecord,

@@ -1,85 +1,20 @@
 //! The lifecycle manager: from a request's cookie to a lazy [`Session`], and at the
 //! end of the request to the store operations and the cookie decision.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use cookie::Cookie;
-use time::OffsetDateTime;
 
-use crate::client_side::{ClientSide, CookieSealer, MAX_SET_COOKIE_BYTES};
-use crate::clock::saturating_add;
-use crate::codec::{Envelope, Meta};
-use crate::config::SameSite;
-use crate::queue::Queue;
+use crate::client_side::ClientSide;
+use crate::decision::CookieDecision;
+use crate::sealer::{CookieSealer, MAX_SET_COOKIE_BYTES};
 use crate::server_side::ServerSide;
-use crate::session::{Inner, Loaded, State};
+use crate::session::Inner;
+use crate::shared::{Backend, Shared};
+use crate::state::State;
 use crate::{
     Error, Session, SessionConfig, SessionInterface, SessionToken, SharedClock, system_clock,
 };
-
-/// What the response must do with the session cookie.
-///
-/// `Debug` shows the cookie's name and attributes but not its value (the session
-/// token, or the sealed session of a client-side manager).
-#[derive(Clone, PartialEq)]
-#[must_use]
-pub enum CookieDecision {
-    /// Send nothing: the browser's cookie is still right.
-    Leave,
-    /// Set this cookie (a new session, a new id, or a refreshed `Max-Age`).
-    Set(Cookie<'static>),
-    /// Remove the cookie (logout, an emptied session, an unknown or dead session).
-    Remove(Cookie<'static>),
-}
-
-impl std::fmt::Debug for CookieDecision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        /// The `Set-Cookie` form with the value replaced.
-        struct Redacted<'a>(&'a Cookie<'static>);
-        impl std::fmt::Debug for Redacted<'_> {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                let mut cookie = self.0.clone();
-                if !cookie.value().is_empty() {
-                    cookie.set_value("<redacted>");
-                }
-                write!(f, "{:?}", cookie.to_string())
-            }
-        }
-        match self {
-            CookieDecision::Leave => f.write_str("Leave"),
-            CookieDecision::Set(c) => f.debug_tuple("Set").field(&Redacted(c)).finish(),
-            CookieDecision::Remove(c) => f.debug_tuple("Remove").field(&Redacted(c)).finish(),
-        }
-    }
-}
-
-impl CookieDecision {
-    /// The `Set-Cookie` header value to send, if any.
-    pub fn set_cookie_header(&self) -> Option<String> {
-        match self {
-            CookieDecision::Leave => None,
-            CookieDecision::Set(c) | CookieDecision::Remove(c) => Some(c.to_string()),
-        }
-    }
-}
-
-/// Where sessions live.
-pub(crate) enum Backend {
-    /// Server-side: the cookie names a record in a store.
-    Server(Arc<dyn SessionInterface>),
-    /// Client-side: the cookie is the sealed session itself.
-    Client(Arc<dyn CookieSealer>),
-}
-
-/// State shared by the manager and every session it hands out.
-pub(crate) struct Shared {
-    pub backend: Backend,
-    pub config: SessionConfig,
-    pub clock: SharedClock,
-    /// One writer per session at a time within this manager.
-    pub queue: Arc<Queue>,
-}
 
 /// Turns cookies into sessions and sessions into store operations and cookies.
 ///
@@ -365,133 +300,5 @@ impl SessionManager {
         state.cycle = false;
         state.loaded = Some(loaded);
         Ok(decision)
-    }
-}
-
-impl Shared {
-    /// Loads the session a request names (or starts a new one).
-    pub(crate) async fn load(&self, inner: &Inner) -> Result<Loaded, Error> {
-        match &self.backend {
-            Backend::Server(store) => {
-                ServerSide::new(self, store.as_ref())
-                    .load(inner.incoming.as_ref(), &inner.ticket)
-                    .await
-            }
-            Backend::Client(sealer) => {
-                ClientSide::new(self, sealer.as_ref()).load(inner.sealed.as_deref())
-            }
-        }
-    }
-
-    /// A session that does not exist yet, created `now`.
-    pub(crate) fn fresh(&self, now: OffsetDateTime) -> Loaded {
-        Loaded {
-            existing: None,
-            from_cookie: false,
-            meta: Meta {
-                created_at: now,
-                absolute_deadline: saturating_add(now, self.config.absolute_lifetime()),
-                idle: None,
-                permanent: None,
-                id_issued_at: now,
-            },
-            data: Arc::default(),
-            changes: BTreeMap::new(),
-            cleared: false,
-            meta_changed: false,
-            via: None,
-            refreshed: false,
-        }
-    }
-
-    /// Expiry = min(last activity + idle lifetime, created + absolute lifetime).
-    pub(crate) fn deadline(&self, meta: &Meta, now: OffsetDateTime) -> OffsetDateTime {
-        let idle = meta.idle.unwrap_or(self.config.idle_lifetime());
-        saturating_add(now, idle).min(meta.absolute_deadline)
-    }
-
-    /// Whether moving a record's deadline from `current` to `deadline` gains more
-    /// than the configured share of the session's idle lifetime (see
-    /// [`SessionConfig::refresh_threshold`]).
-    pub(crate) fn refresh_due(
-        &self,
-        meta: &Meta,
-        current: OffsetDateTime,
-        deadline: OffsetDateTime,
-    ) -> bool {
-        let idle = meta.idle.unwrap_or(self.config.idle_lifetime());
-        // In float seconds: no lifetime or stored deadline can overflow it.
-        let gain = (deadline - current).as_seconds_f64();
-        gain > 0.0 && gain > idle.as_seconds_f64() * self.config.refresh_threshold()
-    }
-
-    /// Encodes the session, enforcing the payload limit.
-    pub(crate) fn encode(&self, loaded: &Loaded) -> Result<Vec<u8>, Error> {
-        let payload = Envelope::encode(&loaded.meta, &loaded.data);
-        let limit = self.config.max_payload_bytes();
-        if payload.len() > limit {
-            return Err(Error::PayloadTooLarge {
-                size: payload.len(),
-                limit,
-            });
-        }
-        Ok(payload)
-    }
-
-    /// The session vanished under us: drop this request's changes, remove the cookie.
-    pub(crate) fn gone(&self, loaded: &mut Loaded) -> CookieDecision {
-        loaded.existing = None;
-        loaded.data = Arc::default();
-        self.removal_if(true)
-    }
-
-    pub(crate) fn is_permanent(&self, loaded: &Loaded) -> bool {
-        loaded.meta.permanent.unwrap_or(self.config.permanent())
-    }
-
-    fn base_cookie(&self, value: String) -> cookie::CookieBuilder<'static> {
-        let c = &self.config;
-        let mut b = Cookie::build((c.cookie_name().to_owned(), value))
-            .path(c.path().to_owned())
-            .secure(c.secure())
-            .http_only(c.http_only())
-            .same_site(match c.same_site() {
-                SameSite::Strict => cookie::SameSite::Strict,
-                SameSite::Lax => cookie::SameSite::Lax,
-                SameSite::None => cookie::SameSite::None,
-            })
-            .partitioned(c.partitioned());
-        if let Some(d) = c.domain() {
-            b = b.domain(d.to_owned());
-        }
-        b
-    }
-
-    /// The session cookie carrying `value`; `Max-Age`/`Expires` only for permanent
-    /// sessions.
-    pub(crate) fn cookie(
-        &self,
-        value: String,
-        loaded: &Loaded,
-        expires_at: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> Cookie<'static> {
-        let mut b = self.base_cookie(value);
-        if self.is_permanent(loaded) {
-            b = b
-                .max_age((expires_at - now).max(time::Duration::ZERO))
-                .expires(expires_at);
-        }
-        b.build()
-    }
-
-    /// A removal cookie when the browser has a cookie to remove.
-    pub(crate) fn removal_if(&self, had_cookie: bool) -> CookieDecision {
-        if !had_cookie {
-            return CookieDecision::Leave;
-        }
-        let mut c = self.base_cookie(String::new()).build();
-        c.make_removal();
-        CookieDecision::Remove(c)
     }
 }

@@ -23,16 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::SessionToken;
-use crate::codec::{Data, Meta};
-use crate::session::Existing;
-
-/// The last record this manager saved for a session.
-#[derive(Debug, Clone)]
-pub(crate) struct Saved {
-    pub existing: Existing,
-    pub meta: Meta,
-    pub data: Arc<Data>,
-}
+use crate::state::Saved;
 
 /// The per-session slot: the write lock and what it protects.
 #[derive(Debug, Default)]
@@ -164,7 +155,7 @@ mod tests {
         let token = SessionToken::generate().unwrap();
         let ticket = queue.join(&token);
         *ticket.turn().await = Some(Saved {
-            existing: crate::session::Existing {
+            existing: crate::state::Existing {
                 token: token.clone(),
                 key: token.storage_key(),
                 version: 3,

@@ -6,10 +6,11 @@ use time::OffsetDateTime;
 
 use crate::clock::saturating_add;
 use crate::codec::{Envelope, Stored};
-use crate::manager::{CookieDecision, Shared};
+use crate::decision::CookieDecision;
 use crate::queue::Ticket;
 use crate::rotation;
-use crate::session::{Existing, Loaded, loaded_from_record};
+use crate::shared::Shared;
+use crate::state::{Existing, Loaded, loaded_from_record};
 use crate::{
     Bytes, DecodeError, Error, NewRecord, SaveMode, SessionInterface, SessionToken, StorageKey,
     StoredRecord,
