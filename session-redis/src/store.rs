@@ -208,10 +208,24 @@ impl RedisStore {
         deadline_ms: i64,
     ) -> Result<Result<(), Error>, Redirected> {
         let pipe = scripts::transaction(&self.shared.scripts, &key, expected, &record, deadline_ms);
+        Ok(self
+            .send_transaction("save", &pipe)
+            .await?
+            .and_then(transaction_outcome))
+    }
+
+    /// Sends `pipe` as one `MULTI`/`EXEC` transaction. A cluster redirect of the
+    /// whole transaction (`MOVED`/`ASK`: nothing ran) is `Err(Redirected)`, for the
+    /// caller to fall back to commands that follow it.
+    async fn send_transaction(
+        &self,
+        operation: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> Result<Result<Value, Error>, Redirected> {
         let sent = self
             .bounded(
-                "save",
-                self.shared.conn.send_raw(Request::Transaction(&pipe)),
+                operation,
+                self.shared.conn.send_raw(Request::Transaction(pipe)),
             )
             .await;
         let reply = match sent {
@@ -230,7 +244,7 @@ impl RedisStore {
                 return Ok(Err(from_redis(e)));
             }
         };
-        Ok(transaction_outcome(reply))
+        Ok(Ok(reply))
     }
 }
 
@@ -261,29 +275,10 @@ impl RedisStore {
         let rkey = Arg(&[self.prefix.as_bytes(), key.as_str().as_bytes()]);
         let pipe =
             scripts::load_and_touch(&self.shared.scripts, self.key_cmd("GET", key), &rkey, &args);
-        let sent = self
-            .bounded(
-                "load_and_touch",
-                self.shared.conn.send_raw(Request::Transaction(&pipe)),
-            )
-            .await;
-        let reply = match sent {
-            Err(checkout_or_timeout) => return Ok(Err(checkout_or_timeout)),
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => {
-                let redirect = exec_abort_cause(&e).is_some_and(|cause| {
-                    matches!(
-                        cause.kind(),
-                        ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
-                    )
-                });
-                if redirect && self.shared.conn.is_cluster() {
-                    return Err(Redirected);
-                }
-                return Ok(Err(from_redis(e)));
-            }
-        };
-        Ok(load_and_touch_outcome(reply, deadline))
+        Ok(self
+            .send_transaction("load_and_touch", &pipe)
+            .await?
+            .and_then(|reply| load_and_touch_outcome(reply, deadline)))
     }
 }
 
