@@ -9,8 +9,8 @@ pub mod servers;
 
 pub use harness::{Fixture, Harness, InvalidNamespace, MAX_NAMESPACE_LEN, Namespace, SetupError};
 pub use runner::{
-    CASE_TIMEOUT, CLEANUP_TIMEOUT, Case, CaseReport, MAX_CONCURRENT_CASES, Outcome, Report, cases,
-    find_case, run_all, run_case,
+    CASE_TIMEOUT, CLEANUP_TIMEOUT, Case, CaseReport, Depth, MAX_CONCURRENT_CASES, Outcome, Report,
+    THOROUGH_ENV, cases, find_case, run_all, run_all_at, run_case, run_case_at,
 };
 
 /// The one list of cases. Both the registry ([`cases()`]) and the tests that
@@ -21,61 +21,87 @@ macro_rules! __with_cases {
     ([$($callback:tt)*] $($args:tt)*) => {
         $($callback)*! {
             $($args)*
+            // create
             round_trip,
             create_returns_first_version,
             load_absent_key,
-            expired_record_invisible,
             live_record_visible,
             create_on_live_key_collides,
             create_over_expired_succeeds,
+            // update
             update_bumps_version,
             update_chain_increments,
             update_replaces_deadline,
             update_stale_version_conflicts,
             update_future_version_conflicts,
-            update_large_payload_keeps_the_rules,
             update_absent_not_found,
+            update_expired_not_found,
+            update_ladder_match_writes,
+            update_ladder_stale_conflicts,
+            update_ladder_future_conflicts,
+            update_ladder_absent_not_found,
+            update_ladder_expired_not_found,
+            // removal
             update_into_past_removes_on_match,
             update_into_past_wrong_version_conflicts,
             update_into_past_absent_not_found,
             update_into_past_racing_updates_one_winner,
-            update_expired_not_found,
+            // expire
+            expired_record_invisible,
             expire_idempotent,
             expire_then_load_none,
             update_after_expire_not_found,
             create_after_expire_restarts_version,
             expire_leaves_other_keys,
+            // touch
             touch_moves_deadline,
             touch_absent_returns_false,
             touch_expired_returns_false,
             touch_into_past_kills_record,
             touch_then_update_same_version,
+            capabilities_touch_honest,
+            // sweep
             delete_expired_counts_exactly,
             delete_expired_empty_returns_zero,
+            sweep_spares_records_near_their_deadline,
+            sweep_crosses_batch_boundaries,
+            capabilities_delete_expired_honest,
+            native_ttl_evicts,
+            // payload
             payload_empty,
             payload_single_bytes,
             payload_all_byte_values,
             payload_1_mib,
             payload_8_mib,
             payload_grow_and_shrink_on_update,
+            // isolation
             thousand_keys_isolated,
             namespaces_isolated,
+            namespace_isolated_on_load,
+            namespace_isolated_on_create,
+            namespace_isolated_on_update,
+            namespace_isolated_on_touch,
+            namespace_isolated_on_expire,
+            namespace_isolated_on_delete_expired,
             hex_neighbour_keys_isolated,
             case_like_neighbour_keys_isolated,
             prefix_sharing_keys_isolated,
+            // concurrency
             concurrent_creates_one_winner,
             concurrent_updates_one_winner,
             expire_racing_update_stays_gone,
             touch_racing_update_keeps_payload,
+            // clock
             clock_advanced_expiry,
             clock_deadline_is_exclusive,
             clock_touch_extends_life,
-            native_ttl_evicts,
-            capabilities_touch_honest,
-            capabilities_delete_expired_honest,
             deadline_precision_round_trip,
             deadline_far_future,
             deadline_with_offset,
+            deadline_with_offset_on_update,
+            deadline_with_offset_on_touch,
+            deadline_with_offset_on_removal,
+            // rotation
             rotation_after_period_not_before,
             rotation_old_cookie_in_window_merges,
             rotation_old_cookie_dead_after_window,
