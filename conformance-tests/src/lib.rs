@@ -59,6 +59,7 @@ macro_rules! __with_cases {
             touch_expired_returns_false,
             touch_into_past_kills_record,
             touch_then_update_same_version,
+            touch_ladder_keeps_payload,
             capabilities_touch_honest,
             // sweep
             delete_expired_counts_exactly,
@@ -74,6 +75,7 @@ macro_rules! __with_cases {
             payload_1_mib,
             payload_8_mib,
             payload_grow_and_shrink_on_update,
+            payload_ladder_round_trip,
             // isolation
             thousand_keys_isolated,
             namespaces_isolated,
@@ -230,5 +232,54 @@ mod tests {
     fn macro_list_matches_registry() {
         let registry: Vec<&str> = cases().iter().map(Case::name).collect();
         assert_eq!(MACRO_NAMES, registry.as_slice());
+    }
+
+    /// The case sources, to read each case's doc line from.
+    const CASE_SOURCES: &[&str] = &[
+        include_str!("cases/clock.rs"),
+        include_str!("cases/concurrency.rs"),
+        include_str!("cases/create.rs"),
+        include_str!("cases/expire.rs"),
+        include_str!("cases/isolation.rs"),
+        include_str!("cases/payload.rs"),
+        include_str!("cases/removal.rs"),
+        include_str!("cases/rotation.rs"),
+        include_str!("cases/sweep.rs"),
+        include_str!("cases/touch.rs"),
+        include_str!("cases/update.rs"),
+    ];
+
+    /// The first doc line of the case function `name` (the clause it checks).
+    fn clause(name: &str) -> Option<&'static str> {
+        let signature = format!("pub(crate) async fn {name}(ctx: Ctx)");
+        CASE_SOURCES.iter().find_map(|src| {
+            let lines: Vec<&str> = src.lines().collect();
+            let at = lines.iter().position(|l| l.starts_with(&signature))?;
+            let first = lines[..at]
+                .iter()
+                .rposition(|l| !l.starts_with("///"))
+                .map_or(0, |i| i + 1);
+            lines.get(first)?.strip_prefix("/// ")
+        })
+    }
+
+    /// Every case states its clause in one doc line, and the README lists every case
+    /// with exactly that line, so the list a store author reads cannot drift from
+    /// the cases that run.
+    #[test]
+    fn readme_lists_every_clause() {
+        let readme = include_str!("../README.md");
+        for case in cases() {
+            let name = case.name();
+            let Some(line) = clause(name) else {
+                panic!("case `{name}` has no doc line");
+            };
+            assert!(
+                line.ends_with('.') || line.ends_with(')'),
+                "the doc line of `{name}` is not one whole clause: {line}"
+            );
+            let entry = format!("- `{name}`: {line}");
+            assert!(readme.contains(&entry), "README.md lacks: {entry}");
+        }
     }
 }

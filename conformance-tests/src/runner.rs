@@ -333,3 +333,20 @@ pub async fn run_all_at(harness: Arc<dyn Harness>, depth: Depth) -> Report {
         ..Report::new(backend, results)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_from_the_environment_value() {
+        for on in ["1", "true", "TRUE", "yes", "on", " 1 ", "2"] {
+            assert_eq!(Depth::from_value(Some(on)), Depth::Thorough, "{on:?}");
+        }
+        for off in ["", "0", "false", "False", "no", "off", " 0 "] {
+            assert_eq!(Depth::from_value(Some(off)), Depth::Default, "{off:?}");
+        }
+        assert_eq!(Depth::from_value(None), Depth::Default);
+        assert!(Depth::Thorough.is_thorough() && !Depth::Default.is_thorough());
+    }
+}

@@ -430,6 +430,53 @@ async fn run(flaw: Flaw) -> Report {
     run_all_at(FlawHarness::new(flaw), Depth::Default).await
 }
 
+/// Every flaw the default run must catch.
+const CAUGHT_BY_DEFAULT: &[Flaw] = &[
+    Flaw::IgnoresExpiryOnLoad,
+    Flaw::CreateIsUpsert,
+    Flaw::UpdateSkipsVersionCheck,
+    Flaw::UpdateResurrects,
+    Flaw::TouchDropsPayload,
+    Flaw::TruncatesLargePayloads,
+    Flaw::CreateRaceWindow,
+    Flaw::DeleteExpiredDeletesLive,
+    Flaw::TouchBumpsVersion,
+    Flaw::ExpireNotIdempotent,
+    Flaw::KeyTruncatedTo32,
+    Flaw::DeadlineOffsetDropped,
+    Flaw::UndeclaredTouchWorks,
+    Flaw::TouchReadModifyWrite,
+    Flaw::DeleteExpiredMiscounts,
+    Flaw::UpdateKeepsVersion,
+    Flaw::PanicsOnHugePayload,
+    Flaw::DeadlineInclusive,
+    Flaw::UpdateSkipsVersionCheckAbove64K,
+    Flaw::TruncatesAbove256K,
+    Flaw::LargeUpdateRaceWindow,
+    Flaw::SweepStopsAfterFirstBatch,
+    Flaw::SweepPurgesNearDeadline,
+    Flaw::TouchIgnoresNamespace,
+    Flaw::ExpireIgnoresNamespace,
+    Flaw::DeleteExpiredIgnoresNamespace,
+    Flaw::UpdateDropsOffset,
+    Flaw::TouchDropsOffset,
+    Flaw::RemovalSkipsVersionCheck,
+];
+
+/// The flaws only the thorough run catches.
+const CAUGHT_BY_THOROUGH: &[Flaw] = &[Flaw::SweepStopsAfterFirstThousand];
+
+/// The README's count of broken stores is the zoo's.
+#[test]
+fn readme_counts_the_zoo() {
+    let n = CAUGHT_BY_DEFAULT.len() + CAUGHT_BY_THOROUGH.len();
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains(&format!("against {n} deliberately broken")),
+        "README.md should say the suite runs against {n} deliberately broken stores"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reference_store_passes_everything() {
     let report = run(Flaw::None).await;
@@ -442,39 +489,8 @@ async fn reference_store_passes_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_broken_store_is_caught() {
-    let flaws = [
-        Flaw::IgnoresExpiryOnLoad,
-        Flaw::CreateIsUpsert,
-        Flaw::UpdateSkipsVersionCheck,
-        Flaw::UpdateResurrects,
-        Flaw::TouchDropsPayload,
-        Flaw::TruncatesLargePayloads,
-        Flaw::CreateRaceWindow,
-        Flaw::DeleteExpiredDeletesLive,
-        Flaw::TouchBumpsVersion,
-        Flaw::ExpireNotIdempotent,
-        Flaw::KeyTruncatedTo32,
-        Flaw::DeadlineOffsetDropped,
-        Flaw::UndeclaredTouchWorks,
-        Flaw::TouchReadModifyWrite,
-        Flaw::DeleteExpiredMiscounts,
-        Flaw::UpdateKeepsVersion,
-        Flaw::PanicsOnHugePayload,
-        Flaw::DeadlineInclusive,
-        Flaw::UpdateSkipsVersionCheckAbove64K,
-        Flaw::TruncatesAbove256K,
-        Flaw::LargeUpdateRaceWindow,
-        Flaw::SweepStopsAfterFirstBatch,
-        Flaw::SweepPurgesNearDeadline,
-        Flaw::TouchIgnoresNamespace,
-        Flaw::ExpireIgnoresNamespace,
-        Flaw::DeleteExpiredIgnoresNamespace,
-        Flaw::UpdateDropsOffset,
-        Flaw::TouchDropsOffset,
-        Flaw::RemovalSkipsVersionCheck,
-    ];
     let mut uncaught = Vec::new();
-    for flaw in flaws {
+    for &flaw in CAUGHT_BY_DEFAULT {
         let report = run(flaw).await;
         let caught: Vec<&str> = report.failures().map(|c| c.name.as_str()).collect();
         println!(
@@ -612,7 +628,10 @@ async fn a_panicking_store_fails_its_case_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thorough_only_flaws_need_the_thorough_run() {
     let case = "sweep_crosses_batch_boundaries";
-    let flaw = Flaw::SweepStopsAfterFirstThousand;
+    let [flaw] = CAUGHT_BY_THOROUGH else {
+        panic!("one thorough-only flaw is checked here")
+    };
+    let flaw = *flaw;
     let default = run_case_at(FlawHarness::new(flaw), case, Depth::Default).await;
     assert_eq!(
         default.outcome,

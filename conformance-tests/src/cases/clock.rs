@@ -9,8 +9,7 @@ fn need_clock(ctx: &Ctx) -> Result<session_core::ManualClock, CaseError> {
     })
 }
 
-/// With the injected clock: a record lives until its deadline passes, then is gone
-/// for load, update and touch, and its key is free for create.
+/// With the injected clock: a record lives until its deadline passes, then is gone for load, update and touch, and its key is free for create.
 pub(crate) async fn clock_advanced_expiry(ctx: Ctx) -> CaseResult {
     let clock = need_clock(&ctx)?;
     let s = ctx.store().as_ref();
@@ -50,10 +49,9 @@ pub(crate) async fn clock_advanced_expiry(ctx: Ctx) -> CaseResult {
     load_exact(s, &k, b"z", FIRST_VERSION, None, "load of the new record").await
 }
 
-/// With the injected clock: a record is live while `now < expires_at`. One second
-/// before its deadline it is there; at the deadline itself it is gone for load,
-/// update, touch and `delete_expired`, and its key is free for create. (Whole-second
-/// deadlines, which every store represents exactly.)
+/// With the injected clock, a record is live while `now < expires_at`: one second before its deadline it is there, at the deadline itself it is gone for load, update, touch and `delete_expired`, and its key is free for create.
+///
+/// (Whole-second deadlines, which every store represents exactly.)
 pub(crate) async fn clock_deadline_is_exclusive(ctx: Ctx) -> CaseResult {
     let clock = need_clock(&ctx)?;
     let s = ctx.store().as_ref();
@@ -145,8 +143,7 @@ pub(crate) async fn clock_touch_extends_life(ctx: Ctx) -> CaseResult {
     load_none(s, &k, "load at minute 16 (touched deadline 15)").await
 }
 
-/// Deadlines with sub-second parts come back within one second, after create and
-/// after update.
+/// Deadlines with sub-second parts come back within one second, after create and after update.
 pub(crate) async fn deadline_precision_round_trip(ctx: Ctx) -> CaseResult {
     let s = ctx.store().as_ref();
     let k = key()?;

@@ -131,8 +131,7 @@ async fn concurrent_updates_round(ctx: &Ctx, base: &Bytes, what: &str) -> CaseRe
     .await
 }
 
-/// Expire racing a stream of updates: once expire has returned the session stays
-/// gone, whatever order the operations ran in.
+/// Expire racing a stream of updates: once expire has returned the session stays gone, whatever order the operations ran in.
 pub(crate) async fn expire_racing_update_stays_gone(ctx: Ctx) -> CaseResult {
     const UPDATERS: usize = 8;
     for round in 0..ROUNDS * 2 {
@@ -210,10 +209,11 @@ pub(crate) async fn expire_racing_update_stays_gone(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
-/// Touch racing updates never brings back an older payload: the record ends with
-/// the payload of the update that returned the highest version. Runs twice: with
-/// spawned tasks (real parallelism), and with the updater and touchers polled in
-/// one task (so every `.await` inside the store interleaves with the others).
+/// Touch racing updates never brings back an older payload: the record ends with the payload of the update that returned the highest version.
+///
+/// Runs twice: with spawned tasks (real parallelism), and with the updater and
+/// touchers polled in one task (so every `.await` inside the store interleaves with
+/// the others).
 pub(crate) async fn touch_racing_update_keeps_payload(ctx: Ctx) -> CaseResult {
     ctx.need_touch()?;
     const UPDATES: u64 = 100;

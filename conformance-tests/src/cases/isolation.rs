@@ -177,8 +177,7 @@ pub(crate) async fn hex_neighbour_keys_isolated(ctx: Ctx) -> CaseResult {
     distinct_keys(&ctx, &keys, "hex neighbour").await
 }
 
-/// Keys of the same shape that differ only in their letters (the part a
-/// case-folding collation or normaliser would touch), or only in their digits.
+/// Keys of the same shape that differ only in their letters (the part a case-folding collation or normaliser would touch), or only in their digits.
 pub(crate) async fn case_like_neighbour_keys_isolated(ctx: Ctx) -> CaseResult {
     let base = key()?;
     let letters_changed: String = base
@@ -222,8 +221,7 @@ pub(crate) async fn case_like_neighbour_keys_isolated(ctx: Ctx) -> CaseResult {
     distinct_keys(&ctx, &keys, "case-like neighbour").await
 }
 
-/// Keys sharing a long prefix or suffix (a store that truncates or hashes part of
-/// the key would merge them) are distinct.
+/// Keys sharing a long prefix or suffix (a store that truncates or hashes part of the key would merge them) are distinct.
 pub(crate) async fn prefix_sharing_keys_isolated(ctx: Ctx) -> CaseResult {
     let a = key()?;
     let b = key()?;

@@ -124,3 +124,31 @@ pub(crate) async fn payload_grow_and_shrink_on_update(ctx: Ctx) -> CaseResult {
     }
     Ok(())
 }
+
+/// At every size on the ladder, a created payload comes back byte for byte, at `FIRST_VERSION`, with its deadline.
+pub(crate) async fn payload_ladder_round_trip(ctx: Ctx) -> CaseResult {
+    let s = ctx.store().as_ref();
+    for rung in ladder::sizes(&ctx) {
+        let what = format!("{} bytes ({})", rung.size, rung.why);
+        let k = key()?;
+        let rec = ctx.rec(pattern(rung.size, 0x42), HOUR);
+        let v = s
+            .save(&k, &rec, CREATE)
+            .await
+            .or_fail(&format!("save(Create) of {what}"))?;
+        ensure!(
+            v == FIRST_VERSION,
+            "save(Create) of {what} returned {v}, expected {FIRST_VERSION}"
+        );
+        load_exact(
+            s,
+            &k,
+            &rec.payload,
+            FIRST_VERSION,
+            Some(rec.expires_at),
+            &format!("load of {what}"),
+        )
+        .await?;
+    }
+    Ok(())
+}

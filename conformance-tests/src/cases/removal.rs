@@ -68,9 +68,7 @@ async fn create_sized(ctx: &Ctx, size: usize) -> Result<(StorageKey, Bytes), Cas
     Ok((k, payload))
 }
 
-/// An `Update` with the loaded version and a deadline that is not in the future
-/// removes the record: no load sees it, no `Update` or `touch` finds it, and a
-/// `Create` may take the key again.
+/// At every size on the ladder, an `Update` with the loaded version and a deadline that is not in the future removes the record: no load sees it, no `Update` or `touch` finds it, and a `Create` may take the key again.
 pub(crate) async fn update_into_past_removes_on_match(ctx: Ctx) -> CaseResult {
     let s = ctx.store().as_ref();
     for size in ladder::sizes(&ctx).into_iter().map(|r| r.size) {
@@ -113,8 +111,7 @@ pub(crate) async fn update_into_past_removes_on_match(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
-/// A removing `Update` with a stale or a future version is a `Conflict` and leaves
-/// the record byte-for-byte as it was, version and deadline included.
+/// At every size on the ladder, a removing `Update` with a stale or a future version is a `Conflict` and leaves the record byte for byte as it was, version and deadline included.
 pub(crate) async fn update_into_past_wrong_version_conflicts(ctx: Ctx) -> CaseResult {
     let s = ctx.store().as_ref();
     for size in ladder::sizes(&ctx).into_iter().map(|r| r.size) {
@@ -150,8 +147,7 @@ pub(crate) async fn update_into_past_wrong_version_conflicts(ctx: Ctx) -> CaseRe
     Ok(())
 }
 
-/// A removing `Update` of an absent or expired key is `NotFound` and creates
-/// nothing.
+/// A removing `Update` of an absent or expired key is `NotFound` and creates nothing.
 pub(crate) async fn update_into_past_absent_not_found(ctx: Ctx) -> CaseResult {
     let s = ctx.store().as_ref();
     for (removal, label) in removal_deadlines(&ctx, Bytes::new()) {
@@ -190,8 +186,7 @@ pub(crate) async fn update_into_past_absent_not_found(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
-/// Removals and updates racing with the same expected version: exactly one of them
-/// succeeds, and the record is what that one wrote (gone, or its payload).
+/// At every size on the ladder, of removals and updates racing with the same expected version exactly one succeeds, and the record is what that one wrote (gone, or its payload).
 pub(crate) async fn update_into_past_racing_updates_one_winner(ctx: Ctx) -> CaseResult {
     const TASKS: usize = 16;
     const ROUNDS: usize = 4;

@@ -122,8 +122,7 @@ pub(crate) async fn delete_expired_empty_returns_zero(ctx: Ctx) -> CaseResult {
     .await
 }
 
-/// Native TTL: a record written with a 1.5 s deadline disappears by itself, in real
-/// time, within about 6 s.
+/// Native TTL: a record written with a 1.5 s deadline disappears by itself, in real time, within about 6 s.
 pub(crate) async fn native_ttl_evicts(ctx: Ctx) -> CaseResult {
     if !ctx.caps().native_ttl {
         return Err(CaseError::Skip(
@@ -166,8 +165,7 @@ pub(crate) async fn native_ttl_evicts(ctx: Ctx) -> CaseResult {
     }
 }
 
-/// Without the delete_expired capability, delete_expired returns `Unsupported`;
-/// with it, never.
+/// Without the delete_expired capability, delete_expired returns `Unsupported`; with it, never.
 pub(crate) async fn capabilities_delete_expired_honest(ctx: Ctx) -> CaseResult {
     let s = ctx.store().as_ref();
     let k = key()?;

@@ -177,3 +177,42 @@ pub(crate) async fn capabilities_touch_honest(ctx: Ctx) -> CaseResult {
     .await?;
     load_none(s, &absent, "load of the absent key after the touch check").await
 }
+
+/// At every size on the ladder, touch moves only the deadline: the payload comes back byte for byte at the same version.
+pub(crate) async fn touch_ladder_keeps_payload(ctx: Ctx) -> CaseResult {
+    ctx.need_touch()?;
+    let s = ctx.store().as_ref();
+    for rung in ladder::sizes(&ctx) {
+        let what = format!("{} bytes ({})", rung.size, rung.why);
+        let k = key()?;
+        s.save(&k, &ctx.rec(pattern(rung.size, 0x51), HOUR), CREATE)
+            .await
+            .or_fail(&format!("save(Create) of {what}"))?;
+        let rec = ctx.rec(pattern(rung.size, 0x52), HOUR);
+        let v = s
+            .save(&k, &rec, update(FIRST_VERSION))
+            .await
+            .or_fail(&format!("update of {what}"))?;
+        for (label, offset) in [("+3 h", HOUR * 3), ("+30 min", Duration::minutes(30))] {
+            let deadline = ctx.now() + offset;
+            let existed = s
+                .touch(&k, deadline)
+                .await
+                .or_fail(&format!("{what}: touch to {label}"))?;
+            ensure!(
+                existed,
+                "{what}: touch to {label} of a live record returned false"
+            );
+            load_exact(
+                s,
+                &k,
+                &rec.payload,
+                v,
+                Some(deadline),
+                &format!("{what}: load after touch to {label}"),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
