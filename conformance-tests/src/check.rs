@@ -143,6 +143,8 @@ pub(crate) struct Ctx {
     /// Every namespace this case asked the harness for, so the runner can clean
     /// them all up afterwards.
     pub(crate) opened: Opened,
+    /// Whether this is a thorough run: the ladders' expensive rungs are climbed too.
+    pub(crate) thorough: bool,
 }
 
 /// The namespaces a case run has asked the harness for (shared by the runner and the

@@ -125,7 +125,8 @@ pub struct Fixture {
     /// hands `clock.shared()` to the store). Cases then write deadlines relative to
     /// it and advance it instead of sleeping; clock-driven cases run only then.
     /// `None` for stores on real time (e.g. server time): deadlines are then relative
-    /// to the system clock and far from "now" (an hour), so skew does not matter.
+    /// to the system clock and far from "now" (an hour; live records during a sweep
+    /// at least 4 minutes, longer than a case may run), so skew does not matter.
     pub clock: Option<ManualClock>,
 }
 
@@ -198,7 +199,7 @@ impl From<session_core::Error> for SetupError {
 /// How the suite gets stores: one per namespace.
 ///
 /// `open` is called once at the start of every case (twice for the namespace
-/// isolation case), each time with a fresh [`Namespace`]. It must return a store that
+/// isolation cases), each time with a fresh [`Namespace`]. It must return a store that
 /// sees only that namespace's data and starts empty. A harness for a server backend
 /// typically resolves the server URL with [`crate::servers`], connects, and prefixes
 /// keys or tables with the namespace.

@@ -9,8 +9,8 @@ pub mod servers;
 
 pub use harness::{Fixture, Harness, InvalidNamespace, MAX_NAMESPACE_LEN, Namespace, SetupError};
 pub use runner::{
-    CASE_TIMEOUT, CLEANUP_TIMEOUT, Case, CaseReport, MAX_CONCURRENT_CASES, Outcome, Report, cases,
-    find_case, run_all, run_case,
+    CASE_TIMEOUT, CLEANUP_TIMEOUT, Case, CaseReport, Depth, MAX_CONCURRENT_CASES, Outcome, Report,
+    THOROUGH_ENV, cases, find_case, run_all, run_all_at, run_case, run_case_at,
 };
 
 /// The one list of cases. Both the registry ([`cases()`]) and the tests that
@@ -21,67 +21,96 @@ macro_rules! __with_cases {
     ([$($callback:tt)*] $($args:tt)*) => {
         $($callback)*! {
             $($args)*
+            // create
             round_trip,
             create_returns_first_version,
             load_absent_key,
-            expired_record_invisible,
             live_record_visible,
             create_on_live_key_collides,
             create_over_expired_succeeds,
+            // update
             update_bumps_version,
             update_chain_increments,
             update_replaces_deadline,
             update_stale_version_conflicts,
             update_future_version_conflicts,
-            update_large_payload_keeps_the_rules,
             update_absent_not_found,
+            update_expired_not_found,
+            update_ladder_match_writes,
+            update_ladder_stale_conflicts,
+            update_ladder_future_conflicts,
+            update_ladder_absent_not_found,
+            update_ladder_expired_not_found,
+            // removal
             update_into_past_removes_on_match,
             update_into_past_wrong_version_conflicts,
             update_into_past_absent_not_found,
             update_into_past_racing_updates_one_winner,
-            update_expired_not_found,
+            // expire
+            expired_record_invisible,
             expire_idempotent,
             expire_then_load_none,
             update_after_expire_not_found,
             create_after_expire_restarts_version,
             expire_leaves_other_keys,
+            // touch
             touch_moves_deadline,
             touch_absent_returns_false,
             touch_expired_returns_false,
             touch_into_past_kills_record,
             touch_then_update_same_version,
+            touch_ladder_keeps_payload,
+            capabilities_touch_honest,
+            // sweep
             delete_expired_counts_exactly,
             delete_expired_empty_returns_zero,
+            sweep_spares_records_near_their_deadline,
+            sweep_crosses_batch_boundaries,
+            capabilities_delete_expired_honest,
+            native_ttl_evicts,
+            // payload
             payload_empty,
             payload_single_bytes,
             payload_all_byte_values,
             payload_1_mib,
             payload_8_mib,
             payload_grow_and_shrink_on_update,
+            payload_ladder_round_trip,
+            // isolation
             thousand_keys_isolated,
             namespaces_isolated,
+            namespace_isolated_on_load,
+            namespace_isolated_on_create,
+            namespace_isolated_on_update,
+            namespace_isolated_on_touch,
+            namespace_isolated_on_expire,
+            namespace_isolated_on_delete_expired,
             hex_neighbour_keys_isolated,
             case_like_neighbour_keys_isolated,
             prefix_sharing_keys_isolated,
+            // concurrency
             concurrent_creates_one_winner,
             concurrent_updates_one_winner,
             expire_racing_update_stays_gone,
             touch_racing_update_keeps_payload,
+            // load and refresh in one step
             load_and_touch_moves_a_due_deadline,
             load_and_touch_leaves_a_deadline_not_due,
             load_and_touch_absent_or_expired_is_none,
             load_and_touch_into_past_kills_record,
             load_and_touch_racing_updates_keeps_payload,
             load_and_touch_read_only_request_store_calls,
+            // clock
             clock_advanced_expiry,
             clock_deadline_is_exclusive,
             clock_touch_extends_life,
-            native_ttl_evicts,
-            capabilities_touch_honest,
-            capabilities_delete_expired_honest,
             deadline_precision_round_trip,
             deadline_far_future,
             deadline_with_offset,
+            deadline_with_offset_on_update,
+            deadline_with_offset_on_touch,
+            deadline_with_offset_on_removal,
+            // rotation
             rotation_after_period_not_before,
             rotation_old_cookie_in_window_merges,
             rotation_old_cookie_dead_after_window,
@@ -210,5 +239,55 @@ mod tests {
     fn macro_list_matches_registry() {
         let registry: Vec<&str> = cases().iter().map(Case::name).collect();
         assert_eq!(MACRO_NAMES, registry.as_slice());
+    }
+
+    /// The case sources, to read each case's doc line from.
+    const CASE_SOURCES: &[&str] = &[
+        include_str!("cases/clock.rs"),
+        include_str!("cases/concurrency.rs"),
+        include_str!("cases/create.rs"),
+        include_str!("cases/expire.rs"),
+        include_str!("cases/isolation.rs"),
+        include_str!("cases/payload.rs"),
+        include_str!("cases/refresh.rs"),
+        include_str!("cases/removal.rs"),
+        include_str!("cases/rotation.rs"),
+        include_str!("cases/sweep.rs"),
+        include_str!("cases/touch.rs"),
+        include_str!("cases/update.rs"),
+    ];
+
+    /// The first doc line of the case function `name` (the clause it checks).
+    fn clause(name: &str) -> Option<&'static str> {
+        let signature = format!("pub(crate) async fn {name}(ctx: Ctx)");
+        CASE_SOURCES.iter().find_map(|src| {
+            let lines: Vec<&str> = src.lines().collect();
+            let at = lines.iter().position(|l| l.starts_with(&signature))?;
+            let first = lines[..at]
+                .iter()
+                .rposition(|l| !l.starts_with("///"))
+                .map_or(0, |i| i + 1);
+            lines.get(first)?.strip_prefix("/// ")
+        })
+    }
+
+    /// Every case states its clause in one doc line, and the README lists every case
+    /// with exactly that line, so the list a store author reads cannot drift from
+    /// the cases that run.
+    #[test]
+    fn readme_lists_every_clause() {
+        let readme = include_str!("../README.md");
+        for case in cases() {
+            let name = case.name();
+            let Some(line) = clause(name) else {
+                panic!("case `{name}` has no doc line");
+            };
+            assert!(
+                line.ends_with('.') || line.ends_with(')'),
+                "the doc line of `{name}` is not one whole clause: {line}"
+            );
+            let entry = format!("- `{name}`: {line}");
+            assert!(readme.contains(&entry), "README.md lacks: {entry}");
+        }
     }
 }

@@ -20,6 +20,52 @@ pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many cases [`run_all`] runs at once.
 pub const MAX_CONCURRENT_CASES: usize = 4;
 
+/// The environment variable that makes [`run_all`], [`run_case`] and the tests of
+/// [`conformance_suite!`](crate::conformance_suite) run [`Depth::Thorough`]: set it to
+/// `1` (any value but empty, `0`, `false`, `no` or `off`).
+pub const THOROUGH_ENV: &str = "SESSION_TEST_THOROUGH";
+
+/// How far up its ladders a run climbs.
+///
+/// Clauses that depend on a payload size or a record count are checked over a
+/// ladder of them. The default run stops at 1 MiB payloads and sweeps of a few
+/// hundred records, which keeps `cargo test` fast; the thorough run adds 8 MiB
+/// payloads on every size ladder and sweeps of thousands of records across several
+/// SQL purge batches. CI runs it on every backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Depth {
+    /// The rungs that fit a fast test run.
+    #[default]
+    Default,
+    /// Every rung.
+    Thorough,
+}
+
+impl Depth {
+    /// [`Depth::Thorough`] when [`THOROUGH_ENV`] is set to anything but empty, `0`,
+    /// `false`, `no` or `off` (case-insensitive); [`Depth::Default`] otherwise.
+    pub fn from_env() -> Self {
+        Self::from_value(std::env::var(THOROUGH_ENV).ok().as_deref())
+    }
+
+    /// The depth a value of [`THOROUGH_ENV`] selects (`None`: unset).
+    pub fn from_value(value: Option<&str>) -> Self {
+        let off = |v: &str| {
+            let v = v.trim().to_ascii_lowercase();
+            ["", "0", "false", "no", "off"].contains(&v.as_str())
+        };
+        match value {
+            Some(v) if !off(v) => Depth::Thorough,
+            _ => Depth::Default,
+        }
+    }
+
+    /// Whether this is [`Depth::Thorough`].
+    pub fn is_thorough(self) -> bool {
+        self == Depth::Thorough
+    }
+}
+
 type CaseFuture = Pin<Box<dyn Future<Output = CaseResult> + Send>>;
 
 /// One case of the suite: a name and the code that checks one clause of the contract.
@@ -102,6 +148,8 @@ fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error
 pub struct Report {
     /// The backend's name ([`Harness::name`]).
     pub backend: String,
+    /// Whether the run was [`Depth::Thorough`].
+    pub thorough: bool,
     /// Number of passed cases.
     pub passed: usize,
     /// Number of failed cases.
@@ -113,11 +161,12 @@ pub struct Report {
 }
 
 impl Report {
-    /// A report over `cases`, with the counts filled in.
+    /// A report over `cases` of a [`Depth::Default`] run, with the counts filled in.
     pub fn new(backend: impl Into<String>, cases: Vec<CaseReport>) -> Self {
         let count = |f: fn(&Outcome) -> bool| cases.iter().filter(|c| f(&c.outcome)).count();
         Self {
             backend: backend.into(),
+            thorough: false,
             passed: count(|o| matches!(o, Outcome::Passed)),
             failed: count(|o| matches!(o, Outcome::Failed(_))),
             skipped: count(|o| matches!(o, Outcome::Skipped(_))),
@@ -139,16 +188,22 @@ impl Report {
     }
 }
 
-/// Runs the case called `name` against a fresh namespace of `harness`.
+/// Runs the case called `name` against a fresh namespace of `harness`, at the depth
+/// [`THOROUGH_ENV`] selects ([`Depth::from_env`]).
 ///
 /// The case runs in its own spawned task, so a store that panics fails the case
 /// instead of the caller, and it is bounded by [`CASE_TIMEOUT`]. An unknown name is a
 /// failed case.
 pub async fn run_case(harness: Arc<dyn Harness>, name: &str) -> CaseReport {
+    run_case_at(harness, name, Depth::from_env()).await
+}
+
+/// [`run_case`] at the given depth.
+pub async fn run_case_at(harness: Arc<dyn Harness>, name: &str, depth: Depth) -> CaseReport {
     let start = Instant::now();
     let outcome = match find_case(name) {
         None => Outcome::Failed(format!("there is no conformance case named `{name}`")),
-        Some(case) => run_found(harness, case).await,
+        Some(case) => run_found(harness, case, depth).await,
     };
     CaseReport {
         name: name.to_owned(),
@@ -157,11 +212,11 @@ pub async fn run_case(harness: Arc<dyn Harness>, name: &str) -> CaseReport {
     }
 }
 
-async fn run_found(harness: Arc<dyn Harness>, case: &'static Case) -> Outcome {
+async fn run_found(harness: Arc<dyn Harness>, case: &'static Case, depth: Depth) -> Outcome {
     let backend = harness.name().to_owned();
     let prefix = format!("case `{}` on backend `{backend}`", case.name);
     let opened = Opened::default();
-    let outcome = run_task(Arc::clone(&harness), case, &prefix, opened.clone()).await;
+    let outcome = run_task(Arc::clone(&harness), case, &prefix, opened.clone(), depth).await;
     let mut problems = Vec::new();
     for namespace in opened.all() {
         match tokio::time::timeout(CLEANUP_TIMEOUT, harness.cleanup(&namespace)).await {
@@ -190,6 +245,7 @@ async fn run_task(
     case: &'static Case,
     prefix: &str,
     opened: Opened,
+    depth: Depth,
 ) -> Outcome {
     let task = tokio::spawn(async move {
         let namespace = Namespace::for_case(case.name);
@@ -208,6 +264,7 @@ async fn run_task(
             harness,
             fx,
             opened,
+            thorough: depth.is_thorough(),
         })
         .await
     });
@@ -242,8 +299,14 @@ fn panic_message(e: tokio::task::JoinError) -> String {
 }
 
 /// Runs every case against `harness` (at most [`MAX_CONCURRENT_CASES`] at once, each
-/// in its own namespace and task) and returns the report.
+/// in its own namespace and task) at the depth [`THOROUGH_ENV`] selects
+/// ([`Depth::from_env`]), and returns the report.
 pub async fn run_all(harness: Arc<dyn Harness>) -> Report {
+    run_all_at(harness, Depth::from_env()).await
+}
+
+/// [`run_all`] at the given depth.
+pub async fn run_all_at(harness: Arc<dyn Harness>, depth: Depth) -> Report {
     let backend = harness.name().to_owned();
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_CASES));
     let handles: Vec<_> = CASES
@@ -253,7 +316,7 @@ pub async fn run_all(harness: Arc<dyn Harness>) -> Report {
             tokio::spawn(async move {
                 // The semaphore is never closed, so acquiring cannot fail.
                 let _permit = permits.acquire_owned().await.ok();
-                run_case(harness, case.name).await
+                run_case_at(harness, case.name, depth).await
             })
         })
         .collect();
@@ -265,5 +328,25 @@ pub async fn run_all(harness: Arc<dyn Harness>) -> Report {
             duration: Duration::ZERO,
         }));
     }
-    Report::new(backend, results)
+    Report {
+        thorough: depth.is_thorough(),
+        ..Report::new(backend, results)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_from_the_environment_value() {
+        for on in ["1", "true", "TRUE", "yes", "on", " 1 ", "2"] {
+            assert_eq!(Depth::from_value(Some(on)), Depth::Thorough, "{on:?}");
+        }
+        for off in ["", "0", "false", "False", "no", "off", " 0 "] {
+            assert_eq!(Depth::from_value(Some(off)), Depth::Default, "{off:?}");
+        }
+        assert_eq!(Depth::from_value(None), Depth::Default);
+        assert!(Depth::Thorough.is_thorough() && !Depth::Default.is_thorough());
+    }
 }

@@ -6,10 +6,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use conformance_tests::{Fixture, Harness, Namespace, Outcome, Report, SetupError, run_all};
-use session_core::time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
+use conformance_tests::{
+    Depth, Fixture, Harness, Namespace, Outcome, Report, SetupError, run_all_at, run_case_at,
+};
+use session_core::time::{Duration, OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use session_core::{
-    Bytes, Capabilities, Clock, Error, FIRST_VERSION, ManualClock, NewRecord, SaveMode,
+    BoxError, Bytes, Capabilities, Clock, Error, FIRST_VERSION, ManualClock, NewRecord, SaveMode,
     SessionInterface, StorageKey, StoredRecord, Version,
 };
 
@@ -54,7 +56,51 @@ enum Flaw {
     PanicsOnHugePayload,
     /// A record counts as live until its deadline inclusive (`now <= expires_at`).
     DeadlineInclusive,
+    // Thresholds: right at small sizes and counts, wrong past one.
+    /// `save(Update)` of a payload over 64 KiB skips the version check (a second
+    /// write path for big payloads that forgot it).
+    UpdateSkipsVersionCheckAbove64K,
+    /// Payloads over 256 KiB are cut to 256 KiB (a column or buffer of that size).
+    TruncatesAbove256K,
+    /// `save(Update)` of a payload over 64 KiB checks the version, yields, then
+    /// writes (a big write path that is not atomic).
+    LargeUpdateRaceWindow,
+    /// `delete_expired` purges in batches of 256 and stops after the first
+    /// (`n <= batch` instead of `n < batch` ends its loop).
+    SweepStopsAfterFirstBatch,
+    /// `delete_expired` purges in batches of 1,000 and stops after the first — only
+    /// a sweep of more than 1,000 expired records (the thorough run) notices.
+    SweepStopsAfterFirstThousand,
+    // Near the deadline.
+    /// `delete_expired` also purges records within 1 s of their deadline.
+    SweepPurgesNearDeadline,
+    // Isolation per operation.
+    /// `touch` moves the key's deadline in every namespace.
+    TouchIgnoresNamespace,
+    /// `expire` removes the key from every namespace.
+    ExpireIgnoresNamespace,
+    /// `delete_expired` purges (and counts) expired records of every namespace.
+    DeleteExpiredIgnoresNamespace,
+    // Offsets per operation.
+    /// `save(Update)` reads the deadline's local wall-clock time as UTC.
+    UpdateDropsOffset,
+    /// `touch` reads the deadline's local wall-clock time as UTC.
+    TouchDropsOffset,
+    // Removal.
+    /// `save(Update)` with a deadline not in the future deletes the key without
+    /// checking the version (a `SET … PXAT` in the past).
+    RemovalSkipsVersionCheck,
 }
+
+/// Which operation a deadline is given to (offset flaws hit one each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Create,
+    Update,
+    Touch,
+}
+
+const KIB: usize = 1024;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -63,28 +109,52 @@ struct Entry {
     version: Version,
 }
 
+/// Records by (namespace, key): every namespace of one harness shares the map, as
+/// tables or key prefixes share a server, so a flaw can reach across namespaces.
+type Shared = Arc<Mutex<HashMap<(String, String), Entry>>>;
+
 #[derive(Debug)]
 struct TestStore {
     flaw: Flaw,
     clock: ManualClock,
-    map: Mutex<HashMap<String, Entry>>,
+    namespace: String,
+    map: Shared,
 }
 
 impl TestStore {
-    fn map(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
+    fn map(&self) -> MutexGuard<'_, HashMap<(String, String), Entry>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn id(&self, key: &StorageKey) -> String {
-        if self.flaw == Flaw::KeyTruncatedTo32 {
+    fn id(&self, key: &StorageKey) -> (String, String) {
+        let key = if self.flaw == Flaw::KeyTruncatedTo32 {
             key.as_str()[..32].to_owned()
         } else {
             key.as_str().to_owned()
-        }
+        };
+        (self.namespace.clone(), key)
     }
 
-    fn deadline(&self, d: OffsetDateTime) -> OffsetDateTime {
-        if self.flaw == Flaw::DeadlineOffsetDropped {
+    /// Whether `id` is this namespace's — or, with `ignores`, any namespace's.
+    fn mine(&self, id: &(String, String), ignores: Flaw) -> bool {
+        self.flaw == ignores || id.0 == self.namespace
+    }
+
+    fn deadline(&self, d: OffsetDateTime, op: Op) -> OffsetDateTime {
+        let drops = match op {
+            Op::Create => self.flaw == Flaw::DeadlineOffsetDropped,
+            Op::Update => {
+                matches!(
+                    self.flaw,
+                    Flaw::DeadlineOffsetDropped | Flaw::UpdateDropsOffset
+                )
+            }
+            Op::Touch => matches!(
+                self.flaw,
+                Flaw::DeadlineOffsetDropped | Flaw::TouchDropsOffset
+            ),
+        };
+        if drops {
             PrimitiveDateTime::new(d.date(), d.time()).assume_offset(UtcOffset::UTC)
         } else {
             d
@@ -94,6 +164,8 @@ impl TestStore {
     fn payload(&self, p: &Bytes) -> Bytes {
         if self.flaw == Flaw::TruncatesLargePayloads && p.len() > 65_535 {
             p.slice(..65_535)
+        } else if self.flaw == Flaw::TruncatesAbove256K && p.len() > 256 * KIB {
+            p.slice(..256 * KIB)
         } else {
             p.clone()
         }
@@ -112,10 +184,10 @@ impl TestStore {
         }
     }
 
-    fn entry(&self, record: &NewRecord, version: Version) -> Entry {
+    fn entry(&self, record: &NewRecord, version: Version, op: Op) -> Entry {
         Entry {
             payload: self.payload(&record.payload),
-            expires_at: self.deadline(record.expires_at),
+            expires_at: self.deadline(record.expires_at, op),
             version,
         }
     }
@@ -158,7 +230,8 @@ impl SessionInterface for TestStore {
                         return Err(Error::Collision);
                     }
                     tokio::task::yield_now().await;
-                    self.map().insert(id, self.entry(record, FIRST_VERSION));
+                    self.map()
+                        .insert(id, self.entry(record, FIRST_VERSION, Op::Create));
                     return Ok(FIRST_VERSION);
                 }
                 let mut map = self.map();
@@ -167,10 +240,38 @@ impl SessionInterface for TestStore {
                 {
                     return Err(Error::Collision);
                 }
-                map.insert(id, self.entry(record, FIRST_VERSION));
+                map.insert(id, self.entry(record, FIRST_VERSION, Op::Create));
                 Ok(FIRST_VERSION)
             }
             SaveMode::Update { expected_version } => {
+                let large = record.payload.len() > 64 * KIB;
+                if self.flaw == Flaw::RemovalSkipsVersionCheck && record.expires_at <= now {
+                    let mut map = self.map();
+                    let live = map.get(&id).is_some_and(|e| self.alive(now, e.expires_at));
+                    if !live {
+                        return Err(Error::NotFound);
+                    }
+                    map.remove(&id);
+                    return Ok(expected_version + 1);
+                }
+                if self.flaw == Flaw::LargeUpdateRaceWindow && large {
+                    let current = self
+                        .map()
+                        .get(&id)
+                        .filter(|e| self.alive(now, e.expires_at))
+                        .map(|e| e.version);
+                    match current {
+                        None => return Err(Error::NotFound),
+                        Some(v) if v != expected_version => return Err(Error::Conflict),
+                        Some(_) => {}
+                    }
+                    tokio::task::yield_now().await;
+                    let entry = self.entry(record, expected_version + 1, Op::Update);
+                    self.map().insert(id, entry);
+                    return Ok(expected_version + 1);
+                }
+                let skips_check = self.flaw == Flaw::UpdateSkipsVersionCheck
+                    || (self.flaw == Flaw::UpdateSkipsVersionCheckAbove64K && large);
                 let mut map = self.map();
                 let current = map
                     .get(&id)
@@ -179,15 +280,13 @@ impl SessionInterface for TestStore {
                 let new_version = match current {
                     None if self.flaw == Flaw::UpdateResurrects => expected_version + 1,
                     None => return Err(Error::NotFound),
-                    Some(v)
-                        if v != expected_version && self.flaw != Flaw::UpdateSkipsVersionCheck =>
-                    {
+                    Some(v) if v != expected_version && !skips_check => {
                         return Err(Error::Conflict);
                     }
                     Some(v) if self.flaw == Flaw::UpdateKeepsVersion => v,
                     Some(v) => v + 1,
                 };
-                map.insert(id, self.entry(record, new_version));
+                map.insert(id, self.entry(record, new_version, Op::Update));
                 Ok(if self.flaw == Flaw::UpdateKeepsVersion {
                     expected_version + 1
                 } else {
@@ -198,7 +297,13 @@ impl SessionInterface for TestStore {
     }
 
     async fn expire(&self, key: &StorageKey) -> Result<(), Error> {
-        let removed = self.map().remove(&self.id(key));
+        let id = self.id(key);
+        let mut map = self.map();
+        let removed = map.remove(&id);
+        if self.flaw == Flaw::ExpireIgnoresNamespace {
+            map.retain(|other, _| other.1 != id.1);
+        }
+        drop(map);
         if removed.is_none() && self.flaw == Flaw::ExpireNotIdempotent {
             return Err(Error::NotFound);
         }
@@ -208,7 +313,7 @@ impl SessionInterface for TestStore {
     async fn touch(&self, key: &StorageKey, expires_at: OffsetDateTime) -> Result<bool, Error> {
         let id = self.id(key);
         let now = self.clock.now();
-        let expires_at = self.deadline(expires_at);
+        let expires_at = self.deadline(expires_at, Op::Touch);
         if self.flaw == Flaw::TouchReadModifyWrite {
             let Some(old) = self
                 .map()
@@ -223,6 +328,16 @@ impl SessionInterface for TestStore {
             return Ok(true);
         }
         let mut map = self.map();
+        if self.flaw == Flaw::TouchIgnoresNamespace {
+            let mut found = false;
+            for (other, e) in map.iter_mut() {
+                if other.1 == id.1 && self.alive(now, e.expires_at) {
+                    e.expires_at = expires_at;
+                    found = true;
+                }
+            }
+            return Ok(found);
+        }
         match map.get_mut(&id) {
             Some(e) if self.alive(now, e.expires_at) => {
                 e.expires_at = expires_at;
@@ -240,15 +355,30 @@ impl SessionInterface for TestStore {
     async fn delete_expired(&self) -> Result<u64, Error> {
         let now = self.clock.now();
         let mut map = self.map();
-        let before = map.len();
-        if self.flaw == Flaw::DeleteExpiredDeletesLive {
+        let mine = |id: &(String, String)| self.mine(id, Flaw::DeleteExpiredIgnoresNamespace);
+        let purge = |e: &Entry| match self.flaw {
             // Purges everything that expires within the next two hours.
-            let horizon = now + session_core::time::Duration::hours(2);
-            map.retain(|_, e| horizon < e.expires_at);
-        } else {
-            map.retain(|_, e| self.alive(now, e.expires_at));
+            Flaw::DeleteExpiredDeletesLive => e.expires_at <= now + Duration::hours(2),
+            Flaw::SweepPurgesNearDeadline => e.expires_at <= now + Duration::seconds(1),
+            _ => !self.alive(now, e.expires_at),
+        };
+        let mut doomed: Vec<(String, String)> = map
+            .iter()
+            .filter(|(id, e)| mine(id) && purge(e))
+            .map(|(id, _)| id.clone())
+            .collect();
+        doomed.sort();
+        let batch = match self.flaw {
+            Flaw::SweepStopsAfterFirstBatch => 256,
+            Flaw::SweepStopsAfterFirstThousand => 1000,
+            _ => usize::MAX,
+        };
+        // Only the first batch: the flawed loops stop after one full batch.
+        doomed.truncate(batch);
+        for id in &doomed {
+            map.remove(id);
         }
-        let n = (before - map.len()) as u64;
+        let n = doomed.len() as u64;
         Ok(if self.flaw == Flaw::DeleteExpiredMiscounts {
             0
         } else {
@@ -261,7 +391,14 @@ impl SessionInterface for TestStore {
     }
 }
 
-struct FlawHarness(Flaw);
+/// Every namespace of one harness shares one map.
+struct FlawHarness(Flaw, Shared);
+
+impl FlawHarness {
+    fn new(flaw: Flaw) -> Arc<Self> {
+        Arc::new(Self(flaw, Shared::default()))
+    }
+}
 
 #[async_trait]
 impl Harness for FlawHarness {
@@ -269,19 +406,75 @@ impl Harness for FlawHarness {
         "broken"
     }
 
-    async fn open(&self, _namespace: &Namespace) -> Result<Fixture, SetupError> {
+    async fn open(&self, namespace: &Namespace) -> Result<Fixture, SetupError> {
         let clock = ManualClock::starting_now();
         let store = TestStore {
             flaw: self.0,
             clock: clock.clone(),
-            map: Mutex::new(HashMap::new()),
+            namespace: namespace.as_str().to_owned(),
+            map: Arc::clone(&self.1),
         };
         Ok(Fixture::with_clock(Arc::new(store), clock))
     }
+
+    async fn cleanup(&self, namespace: &Namespace) -> Result<(), BoxError> {
+        let mut map = self.1.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|id, _| id.0 != namespace.as_str());
+        Ok(())
+    }
 }
 
+/// The default run (whatever `SESSION_TEST_THOROUGH` says), which must catch every
+/// flaw but the thorough-only ones.
 async fn run(flaw: Flaw) -> Report {
-    run_all(Arc::new(FlawHarness(flaw))).await
+    run_all_at(FlawHarness::new(flaw), Depth::Default).await
+}
+
+/// Every flaw the default run must catch.
+const CAUGHT_BY_DEFAULT: &[Flaw] = &[
+    Flaw::IgnoresExpiryOnLoad,
+    Flaw::CreateIsUpsert,
+    Flaw::UpdateSkipsVersionCheck,
+    Flaw::UpdateResurrects,
+    Flaw::TouchDropsPayload,
+    Flaw::TruncatesLargePayloads,
+    Flaw::CreateRaceWindow,
+    Flaw::DeleteExpiredDeletesLive,
+    Flaw::TouchBumpsVersion,
+    Flaw::ExpireNotIdempotent,
+    Flaw::KeyTruncatedTo32,
+    Flaw::DeadlineOffsetDropped,
+    Flaw::UndeclaredTouchWorks,
+    Flaw::TouchReadModifyWrite,
+    Flaw::DeleteExpiredMiscounts,
+    Flaw::UpdateKeepsVersion,
+    Flaw::PanicsOnHugePayload,
+    Flaw::DeadlineInclusive,
+    Flaw::UpdateSkipsVersionCheckAbove64K,
+    Flaw::TruncatesAbove256K,
+    Flaw::LargeUpdateRaceWindow,
+    Flaw::SweepStopsAfterFirstBatch,
+    Flaw::SweepPurgesNearDeadline,
+    Flaw::TouchIgnoresNamespace,
+    Flaw::ExpireIgnoresNamespace,
+    Flaw::DeleteExpiredIgnoresNamespace,
+    Flaw::UpdateDropsOffset,
+    Flaw::TouchDropsOffset,
+    Flaw::RemovalSkipsVersionCheck,
+];
+
+/// The flaws only the thorough run catches.
+const CAUGHT_BY_THOROUGH: &[Flaw] = &[Flaw::SweepStopsAfterFirstThousand];
+
+/// The README's count of broken stores is the zoo's.
+#[test]
+fn readme_counts_the_zoo() {
+    let n = CAUGHT_BY_DEFAULT.len() + CAUGHT_BY_THOROUGH.len();
+    let readme = include_str!("../README.md");
+    assert!(
+        readme.contains(&format!("against {n} deliberately broken")),
+        "README.md should say the suite runs against {n} deliberately broken stores"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,28 +489,8 @@ async fn reference_store_passes_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_broken_store_is_caught() {
-    let flaws = [
-        Flaw::IgnoresExpiryOnLoad,
-        Flaw::CreateIsUpsert,
-        Flaw::UpdateSkipsVersionCheck,
-        Flaw::UpdateResurrects,
-        Flaw::TouchDropsPayload,
-        Flaw::TruncatesLargePayloads,
-        Flaw::CreateRaceWindow,
-        Flaw::DeleteExpiredDeletesLive,
-        Flaw::TouchBumpsVersion,
-        Flaw::ExpireNotIdempotent,
-        Flaw::KeyTruncatedTo32,
-        Flaw::DeadlineOffsetDropped,
-        Flaw::UndeclaredTouchWorks,
-        Flaw::TouchReadModifyWrite,
-        Flaw::DeleteExpiredMiscounts,
-        Flaw::UpdateKeepsVersion,
-        Flaw::PanicsOnHugePayload,
-        Flaw::DeadlineInclusive,
-    ];
     let mut uncaught = Vec::new();
-    for flaw in flaws {
+    for &flaw in CAUGHT_BY_DEFAULT {
         let report = run(flaw).await;
         let caught: Vec<&str> = report.failures().map(|c| c.name.as_str()).collect();
         println!(
@@ -384,10 +557,40 @@ async fn headline_flaws_trip_their_cases() {
         ),
         (Flaw::UpdateKeepsVersion, "update_chain_increments"),
         (Flaw::DeadlineInclusive, "clock_deadline_is_exclusive"),
+        (
+            Flaw::UpdateSkipsVersionCheckAbove64K,
+            "update_ladder_stale_conflicts",
+        ),
+        (
+            Flaw::UpdateSkipsVersionCheckAbove64K,
+            "update_ladder_future_conflicts",
+        ),
+        (Flaw::TruncatesAbove256K, "update_ladder_match_writes"),
+        (Flaw::LargeUpdateRaceWindow, "concurrent_updates_one_winner"),
+        (
+            Flaw::SweepStopsAfterFirstBatch,
+            "sweep_crosses_batch_boundaries",
+        ),
+        (
+            Flaw::SweepPurgesNearDeadline,
+            "sweep_spares_records_near_their_deadline",
+        ),
+        (Flaw::TouchIgnoresNamespace, "namespace_isolated_on_touch"),
+        (Flaw::ExpireIgnoresNamespace, "namespace_isolated_on_expire"),
+        (
+            Flaw::DeleteExpiredIgnoresNamespace,
+            "namespace_isolated_on_delete_expired",
+        ),
+        (Flaw::UpdateDropsOffset, "deadline_with_offset_on_update"),
+        (Flaw::TouchDropsOffset, "deadline_with_offset_on_touch"),
+        (
+            Flaw::RemovalSkipsVersionCheck,
+            "update_into_past_wrong_version_conflicts",
+        ),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {
-        let r = conformance_tests::run_case(Arc::new(FlawHarness(flaw)), case).await;
+        let r = run_case_at(FlawHarness::new(flaw), case, Depth::Default).await;
         match r.outcome {
             Outcome::Failed(msg) => println!("{flaw:?} / {case}: {msg}"),
             other => missed.push(format!("{flaw:?} / {case}: {other:?}")),
@@ -418,4 +621,26 @@ async fn a_panicking_store_fails_its_case_only() {
         "{msg}"
     );
     assert_eq!(report.passed + report.skipped + 1, report.cases.len());
+}
+
+/// A flaw past a rung only the thorough run climbs: the default run passes it (so
+/// the switch is what catches it), the thorough run fails exactly that case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thorough_only_flaws_need_the_thorough_run() {
+    let case = "sweep_crosses_batch_boundaries";
+    let [flaw] = CAUGHT_BY_THOROUGH else {
+        panic!("one thorough-only flaw is checked here")
+    };
+    let flaw = *flaw;
+    let default = run_case_at(FlawHarness::new(flaw), case, Depth::Default).await;
+    assert_eq!(
+        default.outcome,
+        Outcome::Passed,
+        "{flaw:?} / {case} (default)"
+    );
+    let thorough = run_case_at(FlawHarness::new(flaw), case, Depth::Thorough).await;
+    match thorough.outcome {
+        Outcome::Failed(msg) => assert!(msg.contains("delete_expired returned 1000"), "{msg}"),
+        other => panic!("{flaw:?} / {case} (thorough): {other:?}"),
+    }
 }

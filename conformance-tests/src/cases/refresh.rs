@@ -78,8 +78,7 @@ fn same_record(r: &Refreshed, payload: &[u8], version: u64, what: &str) -> CaseR
     Ok(())
 }
 
-/// A deadline before `due_before` moves, and the answer is the record after the
-/// move: new deadline, previous deadline, same payload and version.
+/// A due deadline (before `due_before`) moves, and the answer is the record after the move: new deadline, previous deadline, same payload and version.
 pub(crate) async fn load_and_touch_moves_a_due_deadline(ctx: Ctx) -> CaseResult {
     ctx.need_touch()?;
     let caps = ctx.caps();
@@ -251,8 +250,7 @@ pub(crate) async fn load_and_touch_into_past_kills_record(ctx: Ctx) -> CaseResul
     Ok(())
 }
 
-/// `load_and_touch` racing a stream of updates: every answer is a consistent
-/// (payload, version) pair and no older payload is ever written back.
+/// `load_and_touch` racing a stream of updates: every answer is a consistent (payload, version) pair and no older payload is ever written back.
 pub(crate) async fn load_and_touch_racing_updates_keeps_payload(ctx: Ctx) -> CaseResult {
     ctx.need_touch()?;
     const UPDATES: u64 = 100;
@@ -411,10 +409,9 @@ impl SessionInterface for Counting {
     }
 }
 
-/// Through the manager with refresh-each-request: a read-only request costs one
-/// store call when the store declares the one-step `load_and_touch` — whether the
-/// refresh is due or not — and otherwise one (`load`) when it is not due and two
-/// (`load`, `touch`) when it is. The due refresh moves the stored deadline.
+/// Through the manager with refresh-each-request, a read-only request costs one store call on a store that declares the one-step `load_and_touch`, due or not, and otherwise one (`load`) when no refresh is due and two (`load`, `touch`) when one is.
+///
+/// The due refresh moves the stored deadline.
 pub(crate) async fn load_and_touch_read_only_request_store_calls(ctx: Ctx) -> CaseResult {
     use session_core::{CookieDecision, SessionConfig, SessionManager, SessionToken};
     ctx.need_touch()?;

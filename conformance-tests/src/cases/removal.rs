@@ -4,8 +4,9 @@
 //! `Update` whose deadline has passed, so the removal is conditional on the version it
 //! loaded: a change another request saved meanwhile makes it a `Conflict`, which the
 //! manager merges, instead of being thrown away by a blind `expire`. These cases pin
-//! that clause on every store, on small records and on records large enough to take a
-//! store's large-payload path.
+//! that clause on every store, at every size on the payload ladder (the record
+//! removed and the removing update both of that size), so a store's large-payload
+//! path keeps the version check too.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use session_core::{Bytes, Error, FIRST_VERSION, NewRecord, SaveMode, StorageKey}
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
+use super::ladder;
 use crate::check::{
     CaseError, CaseResult, Ctx, OrFail, ensure, expect_err, fail, key, load_exact, load_none,
     pattern,
@@ -25,17 +27,14 @@ const fn update(expected_version: u64) -> SaveMode {
     SaveMode::Update { expected_version }
 }
 
-/// Sizes of the record that the removal targets: a tiny one and one past the 256 KiB
-/// mark where stores switch to a large-payload path (session-redis's transaction).
-const TARGET_SIZES: [usize; 2] = [5, 300 * 1024];
-
 /// The deadlines that make an `Update` a removal: an hour ago, and — where the
 /// fixture injects a clock, so "now" is exact — now itself (a record is live only
 /// while `now < expires_at`).
-fn removal_deadlines(ctx: &Ctx) -> Vec<(NewRecord, &'static str)> {
+/// The removing record carries `payload`.
+fn removal_deadlines(ctx: &Ctx, payload: Bytes) -> Vec<(NewRecord, &'static str)> {
     let mut out = vec![(
         NewRecord {
-            payload: Bytes::new(),
+            payload: payload.clone(),
             expires_at: ctx.now() - HOUR,
         },
         "a deadline 1 h in the past",
@@ -43,7 +42,7 @@ fn removal_deadlines(ctx: &Ctx) -> Vec<(NewRecord, &'static str)> {
     if ctx.fx.clock.is_some() {
         out.push((
             NewRecord {
-                payload: Bytes::new(),
+                payload,
                 expires_at: ctx.now(),
             },
             "a deadline equal to now",
@@ -69,13 +68,11 @@ async fn create_sized(ctx: &Ctx, size: usize) -> Result<(StorageKey, Bytes), Cas
     Ok((k, payload))
 }
 
-/// An `Update` with the loaded version and a deadline that is not in the future
-/// removes the record: no load sees it, no `Update` or `touch` finds it, and a
-/// `Create` may take the key again.
+/// At every size on the ladder, an `Update` with the loaded version and a deadline that is not in the future removes the record: no load sees it, no `Update` or `touch` finds it, and a `Create` may take the key again.
 pub(crate) async fn update_into_past_removes_on_match(ctx: Ctx) -> CaseResult {
     let s = ctx.store().as_ref();
-    for size in TARGET_SIZES {
-        for (removal, label) in removal_deadlines(&ctx) {
+    for size in ladder::sizes(&ctx).into_iter().map(|r| r.size) {
+        for (removal, label) in removal_deadlines(&ctx, pattern(size, 13)) {
             let what = format!("{size}-byte record, removal with {label}");
             let (k, _) = create_sized(&ctx, size).await?;
             let v = s
@@ -114,12 +111,11 @@ pub(crate) async fn update_into_past_removes_on_match(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
-/// A removing `Update` with a stale or a future version is a `Conflict` and leaves
-/// the record byte-for-byte as it was, version and deadline included.
+/// At every size on the ladder, a removing `Update` with a stale or a future version is a `Conflict` and leaves the record byte for byte as it was, version and deadline included.
 pub(crate) async fn update_into_past_wrong_version_conflicts(ctx: Ctx) -> CaseResult {
     let s = ctx.store().as_ref();
-    for size in TARGET_SIZES {
-        for (removal, label) in removal_deadlines(&ctx) {
+    for size in ladder::sizes(&ctx).into_iter().map(|r| r.size) {
+        for (removal, label) in removal_deadlines(&ctx, pattern(size, 13)) {
             let what = format!("{size}-byte record, removal with {label}");
             let (k, _) = create_sized(&ctx, size).await?;
             let second = NewRecord {
@@ -151,11 +147,10 @@ pub(crate) async fn update_into_past_wrong_version_conflicts(ctx: Ctx) -> CaseRe
     Ok(())
 }
 
-/// A removing `Update` of an absent or expired key is `NotFound` and creates
-/// nothing.
+/// A removing `Update` of an absent or expired key is `NotFound` and creates nothing.
 pub(crate) async fn update_into_past_absent_not_found(ctx: Ctx) -> CaseResult {
     let s = ctx.store().as_ref();
-    for (removal, label) in removal_deadlines(&ctx) {
+    for (removal, label) in removal_deadlines(&ctx, Bytes::new()) {
         let absent = key()?;
         expect_err!(
             s.save(&absent, &removal, update(FIRST_VERSION)).await,
@@ -191,13 +186,17 @@ pub(crate) async fn update_into_past_absent_not_found(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
-/// Removals and updates racing with the same expected version: exactly one of them
-/// succeeds, and the record is what that one wrote (gone, or its payload).
+/// At every size on the ladder, of removals and updates racing with the same expected version exactly one succeeds, and the record is what that one wrote (gone, or its payload).
 pub(crate) async fn update_into_past_racing_updates_one_winner(ctx: Ctx) -> CaseResult {
     const TASKS: usize = 16;
     const ROUNDS: usize = 4;
-    for size in TARGET_SIZES {
-        for round in 0..ROUNDS {
+    for size in ladder::sizes(&ctx).into_iter().map(|r| r.size) {
+        // The updates carry payloads of the rung's size (so a store's large-payload
+        // path races the removals); four rounds on the small rungs, one on each
+        // larger one, which keeps the default run fast.
+        let base = pattern(size, 17);
+        let rounds = if size <= 1 { ROUNDS } else { 1 };
+        for round in 0..rounds {
             let what = format!("{size}-byte record, round {round}");
             let (k, _) = create_sized(&ctx, size).await?;
             let barrier = Arc::new(Barrier::new(TASKS));
@@ -215,7 +214,7 @@ pub(crate) async fn update_into_past_racing_updates_one_winner(ctx: Ctx) -> Case
                     }
                 } else {
                     NewRecord {
-                        payload: Bytes::from(format!("task {t}")),
+                        payload: ladder::marked(&base, t),
                         expires_at: live,
                     }
                 };

@@ -106,8 +106,7 @@ impl Rig {
     }
 }
 
-/// The id is rotated on the first request after the period, not before; the new id
-/// carries the data and is not rotated again at once.
+/// The id is rotated on the first request after the period, not before; the new id carries the data and is not rotated again at once.
 pub(crate) async fn rotation_after_period_not_before(ctx: Ctx) -> CaseResult {
     let r = rig(&ctx)?;
     let old = r.start().await?;
@@ -132,9 +131,7 @@ pub(crate) async fn rotation_after_period_not_before(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
-/// A request that loaded the session before a rotation, and one that starts with
-/// the old cookie inside the grace window, both keep their changes (merged into the
-/// new record) and are handed the new cookie.
+/// A request that loaded the session before a rotation, and one that starts with the old cookie inside the grace window, both keep their changes (merged into the new record) and are handed the new cookie.
 pub(crate) async fn rotation_old_cookie_in_window_merges(ctx: Ctx) -> CaseResult {
     let r = rig(&ctx)?;
     let old = r.start().await?;
@@ -160,8 +157,7 @@ pub(crate) async fn rotation_old_cookie_in_window_merges(ctx: Ctx) -> CaseResult
     Ok(())
 }
 
-/// After the grace window the old cookie is dead: a fresh session, never the data;
-/// the pointer's record lives exactly one grace window.
+/// After the grace window the old cookie is dead: a fresh session, never the data; the pointer's record lives exactly one grace window.
 pub(crate) async fn rotation_old_cookie_dead_after_window(ctx: Ctx) -> CaseResult {
     let r = rig(&ctx)?;
     let old = r.start().await?;
@@ -203,8 +199,7 @@ pub(crate) async fn rotation_old_cookie_dead_after_window(ctx: Ctx) -> CaseResul
     Ok(())
 }
 
-/// Two requests that both find the id due produce one new id, keep both changes,
-/// and leave exactly two records (the session and the pointer).
+/// Two requests that both find the id due produce one new id, keep both changes, and leave exactly two records (the session and the pointer).
 pub(crate) async fn rotation_racing_one_new_id(ctx: Ctx) -> CaseResult {
     let r = rig(&ctx)?;
     let old = r.start().await?;
@@ -228,8 +223,7 @@ pub(crate) async fn rotation_racing_one_new_id(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
-/// A session destroyed after rotation is not resurrected through the pointer, and
-/// logging out with the old cookie ends the rotated session too.
+/// A session destroyed after rotation is not resurrected through the pointer, and logging out with the old cookie ends the rotated session too.
 pub(crate) async fn rotation_destroy_not_resurrected(ctx: Ctx) -> CaseResult {
     let r = rig(&ctx)?;
     for logout_with_old in [false, true] {
@@ -255,8 +249,7 @@ pub(crate) async fn rotation_destroy_not_resurrected(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
-/// `cycle_id` (login) stays strict under rotation: the old id dies at once and no
-/// pointer is left, also for a request that came in through a pointer.
+/// `cycle_id` (login) stays strict under rotation: the old id dies at once and no pointer is left, also for a request that came in through a pointer.
 pub(crate) async fn rotation_cycle_id_leaves_no_pointer(ctx: Ctx) -> CaseResult {
     let r = rig(&ctx)?;
     let old = r.start().await?;

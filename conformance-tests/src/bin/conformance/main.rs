@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
-use conformance_tests::{Outcome, Report, run_all};
+use conformance_tests::{Depth, Harness, Outcome, Report, find_case, run_all_at, run_case_at};
 
 use backends::{BackendName, harness_for};
 
@@ -20,7 +20,8 @@ use backends::{BackendName, harness_for};
                   Without --backend: the embedded backends compiled into this build.\n\
                   URL omitted: taken from SESSION_TEST_<BACKEND>_URL \
                   (SESSION_TEST_REDIS_CLUSTER_URLS for redis-cluster).\n\
-                  SESSION_TEST_REQUIRE=redis,... makes a missing server a failure."
+                  SESSION_TEST_REQUIRE=redis,... makes a missing server a failure.\n\
+                  SESSION_TEST_THOROUGH=1 is the same as --thorough."
 )]
 struct Args {
     /// A backend to test, as NAME or NAME=URL (repeatable).
@@ -29,6 +30,13 @@ struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Climb every rung of the ladders: 8 MiB payloads on every size ladder, sweeps
+    /// of thousands of records (also on when SESSION_TEST_THOROUGH is set).
+    #[arg(long)]
+    thorough: bool,
+    /// Run only this case (repeatable); default: every case.
+    #[arg(long = "case", value_name = "NAME")]
+    cases: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -46,6 +54,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(unknown) = args.cases.iter().find(|c| find_case(c).is_none()) {
+        eprintln!("conformance: unknown case `{unknown}`");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -56,10 +68,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let depth = if args.thorough {
+        Depth::Thorough
+    } else {
+        Depth::from_env()
+    };
     let reports: Vec<Report> = runtime.block_on(async {
         let mut reports = Vec::new();
         for harness in selected {
-            reports.push(run_all(harness).await);
+            reports.push(run(harness, &args.cases, depth).await);
         }
         reports
     });
@@ -80,9 +97,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Every case against `harness`, or only `cases` when some are named (one after the
+/// other, in the order given).
+async fn run(harness: Arc<dyn Harness>, cases: &[String], depth: Depth) -> Report {
+    if cases.is_empty() {
+        return run_all_at(harness, depth).await;
+    }
+    let mut results = Vec::with_capacity(cases.len());
+    for case in cases {
+        results.push(run_case_at(Arc::clone(&harness), case, depth).await);
+    }
+    Report {
+        thorough: depth.is_thorough(),
+        ..Report::new(harness.name(), results)
+    }
+}
+
 /// The harnesses for the `--backend` arguments, or for the embedded backends that
 /// this build has when there are none.
-fn select(specs: &[String]) -> Result<Vec<Arc<dyn conformance_tests::Harness>>, String> {
+fn select(specs: &[String]) -> Result<Vec<Arc<dyn Harness>>, String> {
     if specs.is_empty() {
         let available: Vec<_> = BackendName::EMBEDDED
             .into_iter()
@@ -175,8 +208,13 @@ fn print_table(reports: &[Report]) {
         );
     }
     let total = |f: fn(&Report) -> usize| reports.iter().map(f).sum::<usize>();
+    let depth = if reports.iter().any(|r| r.thorough) {
+        "thorough run"
+    } else {
+        "default run; --thorough climbs every rung"
+    };
     println!(
-        "total: {} passed, {} failed, {} skipped",
+        "total: {} passed, {} failed, {} skipped ({depth})",
         total(|r| r.passed),
         total(|r| r.failed),
         total(|r| r.skipped)
