@@ -6,14 +6,17 @@
 //! Every statement is a persistent (server-side prepared, per-connection cached)
 //! statement in sqlx.
 //!
+//! Every statement that writes a deadline writes its expiry bucket beside it
+//! (`session_sql_common::expiry_bucket`, bound by the dialect), which is what the sweep
+//! index holds.
+//!
 //! The statements that write one live row (`update`, `touch`) say
-//! `FORCE INDEX (PRIMARY)`. Their `expires_at > ?` condition otherwise lets the
-//! optimizer pick the `expires_at` index (which exists for `purge` only) when the table
-//! holds a single live row (MariaDB 10.11 does: a range scan of that index "using
-//! buffer", which cost about four times the server CPU of the key lookup in a probe).
-//! The hint names the primary key, which every table has, so a table whose
-//! `expires_at` index was created by hand under another name works too. Index hints
-//! on a single-table `UPDATE` are valid on both MySQL 8 and MariaDB.
+//! `FORCE INDEX (PRIMARY)`. Under schema version 1 their `expires_at > ?` condition let
+//! the optimizer pick the `expires_at` index when the table held a single live row
+//! (MariaDB 10.11 did: a range scan of that index "using buffer", which cost about four
+//! times the server CPU of the key lookup in a probe); the hint keeps the key lookup
+//! whatever other indexes a table has. Index hints on a single-table `UPDATE` are valid
+//! on both MySQL 8 and MariaDB.
 
 use session_sql_common::{Statements, TableName};
 
@@ -35,10 +38,12 @@ pub(crate) fn statements(table: &TableName) -> Statements {
         // an insert. `expires_at` is assigned last because MySQL evaluates the
         // assignments left to right and the conditions must see the old deadline.
         create: format!(
-            "INSERT INTO {t} (`key`, payload, expires_at, version) VALUES (?, ?, ?, 1) \
+            "INSERT INTO {t} (`key`, payload, expires_at, expires_bucket, version) \
+             VALUES (?, ?, ?, ?, 1) \
              ON DUPLICATE KEY UPDATE \
              payload = IF(expires_at <= ?, VALUES(payload), payload), \
              version = IF(expires_at <= ?, 1, IF(LAST_INSERT_ID(1), version, version)), \
+             expires_bucket = IF(expires_at <= ?, VALUES(expires_bucket), expires_bucket), \
              expires_at = IF(expires_at <= ?, VALUES(expires_at), expires_at)"
         )
         .into(),
@@ -46,19 +51,25 @@ pub(crate) fn statements(table: &TableName) -> Statements {
         // written, so an update can never resurrect a session. The WHERE sees the
         // row before the SET.
         update: format!(
-            "UPDATE {by_key} SET payload = ?, expires_at = ?, version = version + 1 \
-             WHERE `key` = ? AND version = ? AND expires_at > ?"
+            "UPDATE {by_key} SET payload = ?, expires_at = ?, expires_bucket = ?, \
+             version = version + 1 WHERE `key` = ? AND version = ? AND expires_at > ?"
         )
         .into(),
         is_live: format!("SELECT version FROM {t} WHERE `key` = ? AND expires_at > ?").into(),
         expire: format!("DELETE FROM {t} WHERE `key` = ?").into(),
         // With CLIENT_FOUND_ROWS the count is of matched rows, so touching with the
         // deadline a record already has still reports that it exists.
-        touch: format!("UPDATE {by_key} SET expires_at = ? WHERE `key` = ? AND expires_at > ?")
-            .into(),
+        touch: format!(
+            "UPDATE {by_key} SET expires_at = ?, expires_bucket = ? \
+             WHERE `key` = ? AND expires_at > ?"
+        )
+        .into(),
+        // Found through the bucket index (the first `?` is the bucket of now: every
+        // expired row's bucket is at most that), the exact deadline checked on each.
         // The condition is re-read under the row lock, so a row a concurrent create
         // just replaced with a live one is not deleted.
-        purge: format!("DELETE FROM {t} WHERE expires_at <= ? LIMIT ?").into(),
+        purge: format!("DELETE FROM {t} WHERE expires_bucket <= ? AND expires_at <= ? LIMIT ?")
+            .into(),
         // No one-statement form: MariaDB and MySQL have no UPDATE … RETURNING, an
         // INSERT … RETURNING would create the absent row it must not, and a
         // multi-statement batch cannot bind parameters through prepared statements.

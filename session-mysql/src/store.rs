@@ -6,6 +6,7 @@ use session_sql_common::error::ErrorClass;
 use session_sql_common::migrate::{Migration, MigrationOutcome, MigrationSql};
 use session_sql_common::{
     DbErrorHook, Dialect, RawRecord, Rerun, SqlStore, SqlStoreBuilder, Statements, TableName,
+    expiry_bucket,
 };
 use sqlx::error::DatabaseError;
 use sqlx::mysql::MySqlDatabaseError;
@@ -50,6 +51,11 @@ fn to_datetime(t: OffsetDateTime) -> PrimitiveDateTime {
     const MIN: PrimitiveDateTime = datetime!(1000-01-01 0:00);
     let utc = t.to_offset(UtcOffset::UTC);
     PrimitiveDateTime::new(utc.date(), utc.time()).max(MIN)
+}
+
+/// The expiry bucket of a deadline as [`to_datetime`] stores it.
+fn bucket(t: OffsetDateTime) -> i64 {
+    expiry_bucket(to_datetime(t).assume_utc())
 }
 
 // The binds are written out per database rather than shared generically; see
@@ -103,6 +109,8 @@ impl Dialect for MySqlDialect {
             .bind(key.as_str())
             .bind(record.payload.as_ref())
             .bind(to_datetime(record.expires_at))
+            .bind(bucket(record.expires_at))
+            .bind(now)
             .bind(now)
             .bind(now)
             .bind(now)
@@ -123,6 +131,7 @@ impl Dialect for MySqlDialect {
         let done = sqlx::query(AssertSqlSafe(sql.update.clone()))
             .bind(record.payload.as_ref())
             .bind(to_datetime(record.expires_at))
+            .bind(bucket(record.expires_at))
             .bind(key.as_str())
             .bind(expected)
             .bind(to_datetime(now))
@@ -166,6 +175,7 @@ impl Dialect for MySqlDialect {
     ) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(AssertSqlSafe(sql.touch.clone()))
             .bind(to_datetime(expires_at))
+            .bind(bucket(expires_at))
             .bind(key.as_str())
             .bind(to_datetime(now))
             .execute(conn)
@@ -180,11 +190,18 @@ impl Dialect for MySqlDialect {
         batch: i64,
     ) -> Result<u64, sqlx::Error> {
         let done = sqlx::query(AssertSqlSafe(sql.purge.clone()))
+            .bind(bucket(now))
             .bind(to_datetime(now))
             .bind(batch)
             .execute(conn)
             .await?;
         Ok(done.rows_affected())
+    }
+
+    /// ER_DUP_FIELDNAME: the version-2 `ALTER TABLE` (one atomic statement) added its
+    /// column in a run that died before recording the version.
+    fn already_applied(e: &dyn DatabaseError) -> bool {
+        e.code().as_deref() == Some("42S21")
     }
 
     fn migration_sql(table: &TableName) -> MigrationSql {

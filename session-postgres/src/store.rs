@@ -6,7 +6,7 @@ use session_sql_common::error::ErrorClass;
 use session_sql_common::migrate::{Migration, MigrationOutcome, MigrationSql};
 use session_sql_common::{
     DbErrorHook, Dialect, RawRecord, RefreshedRow, Rerun, SqlStore, SqlStoreBuilder, Statements,
-    TableName,
+    TableName, expiry_bucket,
 };
 use sqlx::error::DatabaseError;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
@@ -89,6 +89,7 @@ impl Dialect for PgDialect {
             .bind(record.payload.as_ref())
             .bind(record.expires_at)
             .bind(now)
+            .bind(expiry_bucket(record.expires_at))
             .execute(conn)
             .await?;
         Ok(done.rows_affected() == 1)
@@ -108,6 +109,7 @@ impl Dialect for PgDialect {
             .bind(key.as_str())
             .bind(expected)
             .bind(now)
+            .bind(expiry_bucket(record.expires_at))
             .execute(conn)
             .await?;
         Ok(done.rows_affected() == 1)
@@ -150,6 +152,7 @@ impl Dialect for PgDialect {
             .bind(expires_at)
             .bind(key.as_str())
             .bind(now)
+            .bind(expiry_bucket(expires_at))
             .execute(conn)
             .await?;
         Ok(done.rows_affected() > 0)
@@ -171,6 +174,7 @@ impl Dialect for PgDialect {
             .bind(expires_at)
             .bind(due_before)
             .bind(now)
+            .bind(expiry_bucket(expires_at))
             .fetch_optional(conn)
             .await?;
         row.map(|row| {
@@ -196,6 +200,7 @@ impl Dialect for PgDialect {
         let done = sqlx::query(AssertSqlSafe(sql.purge.clone()))
             .bind(now)
             .bind(batch)
+            .bind(expiry_bucket(now))
             .execute(conn)
             .await?;
         Ok(done.rows_affected())

@@ -9,6 +9,7 @@ use session_core::time::OffsetDateTime;
 use session_postgres::PgDialect;
 use session_postgres::sqlx::postgres::PgConnectOptions;
 use session_postgres::sqlx::{self, AssertSqlSafe, Connection, PgConnection};
+use session_sql_common::expiry_bucket;
 use session_sql_testing::contract::key;
 use session_sql_testing::integration::TestServer;
 
@@ -45,17 +46,25 @@ impl TestServer for Postgres {
                 ("key", "character varying"),
                 ("payload", "bytea"),
                 ("expires_at", "timestamp with time zone"),
-                ("version", "bigint")
+                ("version", "bigint"),
+                ("expires_bucket", "bigint")
             ]
         );
-        let indexed: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE tablename = $1 AND indexdef LIKE '%(expires_at)%')",
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = $1 ORDER BY indexname",
         )
         .bind(table)
-        .fetch_one(&mut conn)
+        .fetch_all(&mut conn)
         .await
         .unwrap();
-        assert!(indexed, "no index on expires_at");
+        let columns: Vec<&str> = indexes
+            .iter()
+            .filter_map(|def| {
+                def.rsplit_once('(')
+                    .map(|(_, cols)| cols.trim_end_matches(')'))
+            })
+            .collect();
+        assert_eq!(columns, ["expires_bucket", "key"], "{indexes:?}");
     }
 
     async fn migration_log(url: &str, table: &str) -> Vec<(i64, String)> {
@@ -74,10 +83,12 @@ impl TestServer for Postgres {
         expires_at: OffsetDateTime,
     ) {
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO \"{table}\" VALUES ($1, '\\x00', $2, -5)"
+            "INSERT INTO \"{table}\" (key, payload, expires_at, expires_bucket, version) \
+             VALUES ($1, '\\x00', $2, $3, -5)"
         )))
         .bind(key.as_str())
         .bind(expires_at)
+        .bind(expiry_bucket(expires_at))
         .execute(&mut connect(url).await)
         .await
         .unwrap();
@@ -85,13 +96,39 @@ impl TestServer for Postgres {
 
     async fn insert_expiring_rows(url: &str, table: &str, expires_at: OffsetDateTime) {
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO \"{table}\" SELECT encode(sha256(i::text::bytea), 'hex'), '\\x00', $1, 1 \
+            "INSERT INTO \"{table}\" (key, payload, expires_at, expires_bucket, version) \
+             SELECT encode(sha256(i::text::bytea), 'hex'), '\\x00', $1, $2, 1 \
              FROM generate_series(1, 100000) AS i"
         )))
         .bind(expires_at)
+        .bind(expiry_bucket(expires_at))
         .execute(&mut connect(url).await)
         .await
         .unwrap();
+    }
+
+    async fn stored_buckets(url: &str, table: &str) -> Vec<(String, OffsetDateTime, i64)> {
+        sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT key::text, expires_at, expires_bucket FROM \"{table}\" ORDER BY key"
+        )))
+        .fetch_all(&mut connect(url).await)
+        .await
+        .unwrap()
+    }
+
+    async fn insert_version_1_rows(url: &str, table: &str, rows: &[(StorageKey, OffsetDateTime)]) {
+        let mut conn = connect(url).await;
+        for (key, expires_at) in rows {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO \"{table}\" (key, payload, expires_at, version) VALUES ($1, $2, $3, 1)"
+            )))
+            .bind(key.as_str())
+            .bind(key.as_str().as_bytes())
+            .bind(expires_at)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
     }
 
     async fn with_row_locked<F: Future>(

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use session_core::time::OffsetDateTime;
 use session_core::{NewRecord, StorageKey};
+use sqlx::error::DatabaseError;
 
 use crate::error::DbErrorHook;
 use crate::migrate::{Migration, MigrationConnection, MigrationOutcome, MigrationSql};
@@ -42,7 +43,8 @@ pub struct Statements {
     pub expire: Arc<str>,
     /// Moves a live row's deadline.
     pub touch: Arc<str>,
-    /// Deletes at most a batch of expired rows.
+    /// Deletes at most a batch of expired rows, found through the expiry bucket index
+    /// ([`expiry_bucket`](crate::expiry_bucket)).
     pub purge: Arc<str>,
     /// Loads a live row and moves its deadline when it is before a bound, in one
     /// statement ([`Dialect::load_and_touch`]); `None` where the database has no
@@ -91,7 +93,9 @@ pub enum Rerun {
 /// connection, maps errors and re-runs deadlock victims around it), except
 /// [`migrate`](Dialect::migrate), which runs a whole migration under the dialect's
 /// lock. Implementations bind `now` — the store's clock, never the server's — as a
-/// parameter wherever a statement compares deadlines.
+/// parameter wherever a statement compares deadlines, and write
+/// [`expiry_bucket`](crate::expiry_bucket) of the deadline as stored beside every
+/// deadline they write (the sweep finds rows by it).
 pub trait Dialect: Send + Sync + 'static {
     /// The sqlx connection type (`PgConnection`, `MySqlConnection`).
     type Connection: MigrationConnection;
@@ -196,6 +200,15 @@ pub trait Dialect: Send + Sync + 'static {
         now: OffsetDateTime,
         batch: i64,
     ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// Whether a migration statement failed only because an earlier run of the same
+    /// step applied it already (for DDL that cannot say `IF NOT EXISTS` on every
+    /// server the dialect supports); the runner then goes on with the next statement.
+    /// The default accepts nothing.
+    fn already_applied(e: &dyn DatabaseError) -> bool {
+        let _ = e;
+        false
+    }
 
     /// The migration-log statements for `table`.
     fn migration_sql(table: &TableName) -> MigrationSql;

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod bucket;
 pub mod dialect;
 pub mod error;
 pub mod migrate;
@@ -8,6 +9,7 @@ pub mod store;
 mod table;
 pub mod testing;
 
+pub use bucket::{EXPIRY_BUCKET_SECONDS, expiry_bucket};
 pub use dialect::{Dialect, RawRecord, RefreshedRow, Rerun, Statements};
 pub use error::{DbErrorHook, ErrorClass, SchemaTooNew, StatementTimeout};
 pub use migrate::{Migration, MigrationOutcome, MigrationSql};

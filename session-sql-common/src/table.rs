@@ -10,7 +10,7 @@ use std::fmt;
 use session_core::{ConfigError, Error};
 
 /// Longest accepted table name. PostgreSQL truncates identifiers at 63 bytes and MySQL
-/// rejects more than 64; the stores derive names such as `<table>_expires_at_idx` and
+/// rejects more than 64; the stores derive names such as `<table>_bucket_idx` and
 /// `<table>_migrations` from the table name, which must fit too.
 pub const MAX_TABLE_NAME_LEN: usize = 48;
 

@@ -25,10 +25,13 @@ use sqlx::Connection;
 use sqlx::pool::PoolOptions;
 
 use session_sql_common::dialect::Dialect;
-use session_sql_common::migrate::MigrationConnection;
+use session_sql_common::migrate::{CREATED, MigrationConnection};
 use session_sql_common::store::{ConnectOptionsOf, SqlStore};
 use session_sql_common::testing::server_url;
-use session_sql_common::{SchemaTooNew, StatementTimeout, TableName};
+use session_sql_common::{
+    EXPIRY_BUCKET_SECONDS, MAX_TABLE_NAME_LEN, SchemaTooNew, StatementTimeout, TableName,
+    expiry_bucket,
+};
 
 use crate::contract::{self, key};
 
@@ -56,8 +59,8 @@ pub trait TestServer: 'static {
     /// A URL of this database's scheme on which nothing listens.
     const UNREACHABLE_URL: &'static str;
 
-    /// Asserts the columns (names, types, collations) and the `expires_at` index that
-    /// `migrate()` created for `table`.
+    /// Asserts the columns (names, types, collations) and the indexes that `migrate()`
+    /// created for `table`: the sweep's index on `expires_bucket`, none on `expires_at`.
     fn assert_schema(url: &str, table: &str) -> impl Future<Output = ()>;
 
     /// The rows of `<table>_migrations`: version and description.
@@ -72,11 +75,26 @@ pub trait TestServer: 'static {
         expires_at: OffsetDateTime,
     ) -> impl Future<Output = ()>;
 
-    /// Inserts [`BULK_ROWS`] rows that expire at `expires_at`, in one statement.
+    /// Inserts [`BULK_ROWS`] rows that expire at `expires_at` (with its bucket), in one
+    /// statement.
     fn insert_expiring_rows(
         url: &str,
         table: &str,
         expires_at: OffsetDateTime,
+    ) -> impl Future<Output = ()>;
+
+    /// Every row of `table`: key, deadline and the stored `expires_bucket`.
+    fn stored_buckets(
+        url: &str,
+        table: &str,
+    ) -> impl Future<Output = Vec<(String, OffsetDateTime, i64)>>;
+
+    /// Inserts rows into a table of schema version 1 (no `expires_bucket` column), each
+    /// with its key's hex as the payload and version 1, as a store of that version did.
+    fn insert_version_1_rows(
+        url: &str,
+        table: &str,
+        rows: &[(StorageKey, OffsetDateTime)],
     ) -> impl Future<Output = ()>;
 
     /// Runs `while_locked` while another client holds the row lock of `key` in a
@@ -182,9 +200,9 @@ pub async fn migrations_are_idempotent_and_recorded<S: TestServer>() {
     assert_eq!(stores[0].migrate().await.unwrap(), version);
     assert_eq!(stores[0].schema_version().await.unwrap(), Some(version));
 
+    // A fresh table is created at the newest version directly, recorded once.
     let rows = S::migration_log(&url, &table).await;
-    assert_eq!(rows.len(), 1, "each version is recorded once: {rows:?}");
-    assert_eq!(rows[0].0, version);
+    assert_eq!(rows, [(version, CREATED.to_owned())]);
     S::assert_schema(&url, &table).await;
 
     // A newer schema than this build knows (recorded as a newer build would record
@@ -204,6 +222,220 @@ pub async fn migrations_are_idempotent_and_recorded<S: TestServer>() {
         .expect("SchemaTooNew source");
     assert_eq!((too_new.found, too_new.supported), (99, version));
     stores[0].drop_table().await.unwrap();
+}
+
+/// Asserts that every row's stored bucket is the bucket of its stored deadline.
+async fn assert_buckets_match_deadlines<S: TestServer>(url: &str, table: &str) -> usize {
+    let rows = S::stored_buckets(url, table).await;
+    for (key, expires_at, bucket) in &rows {
+        assert_eq!(
+            *bucket,
+            expiry_bucket(*expires_at),
+            "row {key} with deadline {expires_at}"
+        );
+    }
+    rows.len()
+}
+
+/// The first instant of the expiry bucket after `at`'s.
+fn next_bucket_start(at: OffsetDateTime) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp((expiry_bucket(at) + 1) * EXPIRY_BUCKET_SECONDS).unwrap()
+}
+
+/// A table written by a store of schema version 1 (an `expires_at` index, no bucket
+/// column), under the longest table name, is upgraded in place by `migrate()`: every row gets the bucket of its
+/// deadline — on both sides of a bucket boundary, before 1970, in the past and the
+/// future — live rows stay readable and writable, and `delete_expired` removes exactly
+/// the expired ones.
+pub async fn version_1_tables_are_upgraded_in_place<S: TestServer>() {
+    let Some(url) = url::<S>() else { return };
+    // The longest name: every name derived from it (indexes of both versions, the
+    // log) must still fit the server's identifier limit.
+    let mut table = table("upgrade");
+    while table.len() < MAX_TABLE_NAME_LEN {
+        table.push('x');
+    }
+    let name = TableName::new(&table).unwrap();
+    let mut conn = <<S::Dialect as Dialect>::Connection as Connection>::connect(&url)
+        .await
+        .unwrap();
+    let log = S::Dialect::migration_sql(&name);
+    conn.execute_unprepared(log.create_log).await.unwrap();
+    let v1 = &S::Dialect::MIGRATIONS[0];
+    assert_eq!(v1.version, 1);
+    for statement in (v1.statements)(&name) {
+        conn.execute_unprepared(statement).await.unwrap();
+    }
+    conn.record_version(log.record_version, 1, v1.description)
+        .await
+        .unwrap();
+
+    let clock = ManualClock::starting_now();
+    // Whole microseconds: both databases store deadlines to the microsecond.
+    let now = clock.now().replace_nanosecond(0).unwrap();
+    clock.set(now);
+    let boundary = next_bucket_start(now + Duration::hours(1));
+    let micro = Duration::microseconds(1);
+    let expired = [
+        now - Duration::days(3),
+        now - micro,
+        now,
+        OffsetDateTime::UNIX_EPOCH - Duration::milliseconds(500),
+        next_bucket_start(now - Duration::hours(1)) - micro,
+    ];
+    let live = [
+        now + micro,
+        boundary - micro,
+        boundary,
+        boundary + micro,
+        now + Duration::days(6),
+    ];
+    let rows: Vec<(StorageKey, OffsetDateTime)> =
+        expired.iter().chain(&live).map(|at| (key(), *at)).collect();
+    S::insert_version_1_rows(&url, &table, &rows).await;
+
+    let store = Store::<S>::builder()
+        .table_name(&table)
+        .clock(clock.shared())
+        .connect(&url)
+        .unwrap();
+    assert_eq!(store.migrate().await.unwrap(), S::Dialect::SCHEMA_VERSION);
+    S::assert_schema(&url, &table).await;
+    let mut log = S::migration_log(&url, &table).await;
+    log.sort();
+    let steps: Vec<(i64, String)> = S::Dialect::MIGRATIONS
+        .iter()
+        .map(|m| (m.version, m.description.to_owned()))
+        .collect();
+    assert_eq!(log, steps, "each step recorded once");
+    assert_eq!(
+        assert_buckets_match_deadlines::<S>(&url, &table).await,
+        rows.len()
+    );
+
+    for (k, at) in &rows[expired.len()..] {
+        let found = store
+            .load(k)
+            .await
+            .unwrap()
+            .expect("a live row survives the upgrade");
+        assert_eq!(
+            (found.payload.as_ref(), found.expires_at),
+            (k.as_str().as_bytes(), *at)
+        );
+    }
+    assert_eq!(store.delete_expired().await.unwrap(), expired.len() as u64);
+    // Written by this version after the upgrade: the bucket follows the deadline.
+    let (k, _) = &rows[expired.len()];
+    let later = rec(b"after the upgrade", boundary + Duration::hours(2));
+    assert_eq!(
+        store
+            .save(
+                k,
+                &later,
+                SaveMode::Update {
+                    expected_version: 1
+                }
+            )
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        assert_buckets_match_deadlines::<S>(&url, &table).await,
+        live.len()
+    );
+    // At the boundary, `boundary - 1µs` and `boundary` itself have expired;
+    // `boundary + 1µs`, in the current bucket, is live and stepped over.
+    clock.set(boundary);
+    assert_eq!(store.delete_expired().await.unwrap(), 2);
+    assert!(store.load(k).await.unwrap().is_some());
+    store.drop_table().await.unwrap();
+}
+
+/// Every write that sets a deadline stores the bucket of that deadline beside it —
+/// create, create over an expired row, update, touch, `load_and_touch`, a removal by
+/// update — whatever the deadline's UTC offset, so the sweep index finds every expired
+/// row.
+pub async fn every_write_stores_the_bucket_of_its_deadline<S: TestServer>() {
+    let Some((store, clock)) = store::<S>("buckets").await else {
+        return;
+    };
+    let url = url::<S>().unwrap();
+    let table = store.table_name().to_owned();
+    let now = clock.now().replace_nanosecond(0).unwrap();
+    clock.set(now);
+    let east = session_core::time::UtcOffset::from_hms(5, 30, 0).unwrap();
+    let west = session_core::time::UtcOffset::from_hms(-8, 0, 0).unwrap();
+    let boundary = next_bucket_start(now + Duration::minutes(30));
+    let micro = Duration::microseconds(1);
+    let k = key();
+
+    store
+        .save(
+            &k,
+            &rec(b"a", (boundary - micro).to_offset(east)),
+            SaveMode::Create,
+        )
+        .await
+        .unwrap();
+    assert_buckets_match_deadlines::<S>(&url, &table).await;
+    let v = store
+        .save(
+            &k,
+            &rec(b"b", boundary.to_offset(west)),
+            SaveMode::Update {
+                expected_version: 1,
+            },
+        )
+        .await
+        .unwrap();
+    assert_buckets_match_deadlines::<S>(&url, &table).await;
+    assert!(
+        store
+            .touch(&k, (boundary + Duration::hours(1)).to_offset(east))
+            .await
+            .unwrap()
+    );
+    assert_buckets_match_deadlines::<S>(&url, &table).await;
+    let refreshed = store
+        .load_and_touch(
+            &k,
+            boundary + Duration::hours(5),
+            boundary + Duration::hours(3),
+        )
+        .await
+        .unwrap()
+        .expect("live");
+    assert!(refreshed.touched);
+    assert_buckets_match_deadlines::<S>(&url, &table).await;
+    // A removal by update: the deadline (and so the bucket) moves into the past, and
+    // the sweep must find the dead row.
+    store
+        .save(
+            &k,
+            &rec(b"c", now - Duration::days(1)),
+            SaveMode::Update {
+                expected_version: v,
+            },
+        )
+        .await
+        .unwrap();
+    assert_buckets_match_deadlines::<S>(&url, &table).await;
+    // A create over that expired row writes the new deadline's bucket.
+    store
+        .save(
+            &k,
+            &rec(b"d", (boundary + micro).to_offset(west)),
+            SaveMode::Create,
+        )
+        .await
+        .unwrap();
+    assert_eq!(assert_buckets_match_deadlines::<S>(&url, &table).await, 1);
+    clock.set(boundary + micro);
+    assert_eq!(store.delete_expired().await.unwrap(), 1);
+    assert!(S::stored_buckets(&url, &table).await.is_empty());
+    store.drop_table().await.unwrap();
 }
 
 /// A row the store cannot read is `Error::Decode`, not a panic.
@@ -653,6 +885,8 @@ macro_rules! sql_store_tests {
 
         $crate::sql_store_tests!(@each $server, #[tokio::test];
             migrations_are_idempotent_and_recorded,
+            version_1_tables_are_upgraded_in_place,
+            every_write_stores_the_bucket_of_its_deadline,
             unreadable_rows_are_decode_errors,
             exhausted_pool_times_out_instead_of_hanging,
             blocked_statement_times_out_and_the_store_recovers,
