@@ -15,6 +15,7 @@ mod manager;
 mod procfs;
 mod report;
 mod server_cpu;
+mod sweep_index;
 mod workload;
 
 use backends::{Backend, Contestants, RunFn, runner};
@@ -44,7 +45,9 @@ pub struct Args {
     /// What to measure: the store-level operations (cycle, load, update, touch,
     /// create), `manager` (the manager-level requests and the codec baseline) and
     /// `contention` (concurrent changes of one session, in one process and two; not
-    /// on memory, which one process owns).
+    /// on memory, which one process owns). Not by default: `sweep-index` (PostgreSQL
+    /// and MySQL only: ours' writes and one sweep on tables with the expiry-bucket
+    /// index, no index, and an `expires_at` index).
     #[arg(
         long,
         value_delimiter = ',',
@@ -141,6 +144,8 @@ pub struct Results {
     pub failed: Vec<(Backend, String)>,
     /// The contention rows.
     pub contention: Vec<contention::Row>,
+    /// The sweep-index rows.
+    pub sweep_index: Vec<sweep_index::Row>,
 }
 
 /// [`Key`] with an order (the report iterates in a stable order).
@@ -242,7 +247,8 @@ async fn main() -> Result<(), BoxError> {
         args.repeats = 1;
     }
     for op in &args.ops {
-        if op != "manager" && op != "contention" && !Op::ALL.iter().any(|o| o.name() == op) {
+        let extra = ["manager", "contention", "sweep-index"];
+        if !extra.contains(&op.as_str()) && !Op::ALL.iter().any(|o| o.name() == op) {
             return Err(format!("unknown operation {op}").into());
         }
     }
@@ -267,12 +273,28 @@ async fn main() -> Result<(), BoxError> {
                 }
             },
         };
-        let store_ops = args.ops.iter().any(|o| o != "contention");
+        let store_ops = args
+            .ops
+            .iter()
+            .any(|o| o != "contention" && o != "sweep-index");
         for &kib in args.sizes.iter().filter(|_| store_ops) {
             if let Err(e) = measure_backend(&args, backend, &url, kib, &mut rng, &mut results).await
             {
                 eprintln!("[bench] {} {kib} KiB failed: {e}", backend.name());
                 results.failed.push((backend, format!("{kib} KiB: {e}")));
+            }
+        }
+        let sql = matches!(backend, Backend::Postgres | Backend::MySql);
+        for &kib in args.sizes.iter().filter(|_| sql) {
+            if !args.ops.iter().any(|o| o == "sweep-index") {
+                break;
+            }
+            match sweep_index::measure(&args, backend, &url, kib, &mut rng).await {
+                Ok(rows) => results.sweep_index.extend(rows),
+                Err(e) => {
+                    eprintln!("[bench] {} sweep index failed: {e}", backend.name());
+                    results.failed.push((backend, format!("sweep index: {e}")));
+                }
             }
         }
         if args.ops.iter().any(|o| o == "contention") && backend != Backend::Memory {

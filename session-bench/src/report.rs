@@ -310,7 +310,48 @@ pub fn render(args: &Args, backends: &[Backend], r: &Results) -> String {
 
     manager_tables(&mut md, args, backends, &sizes, r);
     contention_table(&mut md, args, r);
+    sweep_index_table(&mut md, r);
     md
+}
+
+/// Ours' writes and one sweep by the table's sweep index.
+fn sweep_index_table(md: &mut String, r: &Results) {
+    use crate::sweep_index::SweepIndex::{Bucket, Deadline, None as NoIndex};
+    if r.sweep_index.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\n## The sweep index: ours' writes and one sweep by index\n\n\
+         The same store and statements on three tables that differ only in the index \
+         `delete_expired` uses: `expires_bucket` (schema 2, what `migrate()` creates), \
+         none, and `expires_at` (schema 1). Operations per second (median); the ratios \
+         are paired run by run (median, with the range). `sweep`: rows purged per \
+         second by one `delete_expired` of 5,000 expired rows among the live ones.\n\n\
+         | backend | KiB | tasks | op | expires_bucket | none | expires_at | bucket ÷ none | expires_at ÷ none |\n\
+         |---|---:|---:|---|---:|---:|---:|---:|---:|"
+    );
+    let ratio = |x: Option<(f64, f64, f64)>| {
+        x.map_or("–".to_owned(), |(m, lo, hi)| {
+            format!("{m:.2} ({lo:.2}–{hi:.2})")
+        })
+    };
+    let rate = |x: Option<f64>| x.map_or("–".to_owned(), |v| format!("{v:.0}"));
+    for row in &r.sweep_index {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.backend.name(),
+            row.kib,
+            row.tasks,
+            row.op,
+            rate(row.median(Bucket)),
+            rate(row.median(NoIndex)),
+            rate(row.median(Deadline)),
+            ratio(row.ratio(Bucket, NoIndex)),
+            ratio(row.ratio(Deadline, NoIndex)),
+        );
+    }
 }
 
 /// The attempts concurrent changes of one session needed, in one process and two.
