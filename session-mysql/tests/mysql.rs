@@ -9,7 +9,7 @@ use session_core::time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use session_mysql::MySqlDialect;
 use session_mysql::sqlx::mysql::MySqlConnectOptions;
 use session_mysql::sqlx::{self, AssertSqlSafe, Connection, MySqlConnection};
-use session_sql_common::expiry_bucket;
+use session_sql_common::{Dialect, expiry_bucket};
 use session_sql_testing::contract::key;
 use session_sql_testing::integration::TestServer;
 
@@ -137,6 +137,31 @@ impl TestServer for MySql {
             .await
             .unwrap();
         }
+    }
+
+    async fn purge_plan(url: &str, table: &str, now: OffsetDateTime, batch: i64) -> String {
+        let mut conn = connect(url).await;
+        sqlx::query(AssertSqlSafe(format!("ANALYZE TABLE `{table}`")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let sql = MySqlDialect::statements(&session_sql_common::TableName::new(table).unwrap());
+        let utc = now.to_offset(UtcOffset::UTC);
+        let rows = sqlx::query(AssertSqlSafe(format!("EXPLAIN {}", sql.purge)))
+            .bind(expiry_bucket(now))
+            .bind(PrimitiveDateTime::new(utc.date(), utc.time()))
+            .bind(batch)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| {
+                let key: Option<String> = sqlx::Row::try_get(row, "key").unwrap();
+                let kind: Option<String> = sqlx::Row::try_get(row, "type").unwrap();
+                format!("type {kind:?}, key {key:?}")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     async fn with_row_locked<F: Future>(

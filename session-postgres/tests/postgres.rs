@@ -9,7 +9,7 @@ use session_core::time::OffsetDateTime;
 use session_postgres::PgDialect;
 use session_postgres::sqlx::postgres::PgConnectOptions;
 use session_postgres::sqlx::{self, AssertSqlSafe, Connection, PgConnection};
-use session_sql_common::expiry_bucket;
+use session_sql_common::{Dialect, TableName, expiry_bucket};
 use session_sql_testing::contract::key;
 use session_sql_testing::integration::TestServer;
 
@@ -129,6 +129,24 @@ impl TestServer for Postgres {
             .await
             .unwrap();
         }
+    }
+
+    async fn purge_plan(url: &str, table: &str, now: OffsetDateTime, batch: i64) -> String {
+        let mut conn = connect(url).await;
+        sqlx::query(AssertSqlSafe(format!("ANALYZE \"{table}\"")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let sql = PgDialect::statements(&TableName::new(table).unwrap());
+        let lines: Vec<String> =
+            sqlx::query_scalar(AssertSqlSafe(format!("EXPLAIN {}", sql.purge)))
+                .bind(now)
+                .bind(batch)
+                .bind(expiry_bucket(now))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        lines.join("\n")
     }
 
     async fn with_row_locked<F: Future>(

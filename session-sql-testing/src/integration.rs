@@ -97,6 +97,15 @@ pub trait TestServer: 'static {
         rows: &[(StorageKey, OffsetDateTime)],
     ) -> impl Future<Output = ()>;
 
+    /// Refreshes the table's statistics, then returns the server's plan (`EXPLAIN`,
+    /// as text) of the store's purge statement at `now` with a batch of `batch`.
+    fn purge_plan(
+        url: &str,
+        table: &str,
+        now: OffsetDateTime,
+        batch: i64,
+    ) -> impl Future<Output = String>;
+
     /// Runs `while_locked` while another client holds the row lock of `key` in a
     /// transaction (`SELECT … FOR UPDATE`), and commits afterwards.
     fn with_row_locked<F: Future>(
@@ -720,7 +729,8 @@ pub async fn accepts_a_callers_sqlx_pool<S: TestServer>() {
     store.drop_table().await.unwrap();
 }
 
-/// `delete_expired` purges [`BULK_ROWS`] expired rows in batches and leaves live ones.
+/// `delete_expired` finds rows through the bucket index, and purges [`BULK_ROWS`]
+/// expired rows in batches and leaves live ones.
 pub async fn delete_expired_purges_100k_rows_in_batches<S: TestServer>() {
     let Some((store, clock)) = store::<S>("bulk").await else {
         return;
@@ -728,6 +738,14 @@ pub async fn delete_expired_purges_100k_rows_in_batches<S: TestServer>() {
     let url = url::<S>().unwrap();
     // Bulk setup in one statement; the purge is the subject.
     S::insert_expiring_rows(&url, store.table_name(), clock.now() + Duration::minutes(1)).await;
+    // While every row is live, the sweep looks them up through the bucket index
+    // instead of reading the whole table.
+    let plan = S::purge_plan(&url, store.table_name(), clock.now(), 1_000).await;
+    let index = format!("{}_bucket_idx", store.table_name());
+    assert!(
+        plan.contains(&index),
+        "the purge does not use {index}:\n{plan}"
+    );
     let live: Vec<_> = (0..5).map(|_| key()).collect();
     for k in &live {
         let rec = rec(b"live", clock.now() + Duration::hours(1));
