@@ -175,24 +175,10 @@ impl Results {
     pub fn paired(&self, a: Key, b: Key) -> Option<Spread> {
         let (ma, ra) = self.runs.get(&KeyOrd::of(a))?;
         let (mb, rb) = self.runs.get(&KeyOrd::of(b))?;
-        if ma != mb || ra.len() != rb.len() {
+        if ma != mb {
             return None;
         }
-        // A run of `b` that measured nothing leaves its round without a ratio.
-        let mut ratios: Vec<f64> = ra
-            .iter()
-            .zip(rb)
-            .filter(|(_, y)| **y > 0.0)
-            .map(|(x, y)| x / y)
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        let n = ratios.len();
-        let (&min, &max) = (ratios.first()?, ratios.last()?);
-        Some(Spread {
-            median: (ratios[(n - 1) / 2] + ratios[n / 2]) / 2.0,
-            min,
-            max,
-        })
+        Spread::paired(ra, rb)
     }
 }
 
@@ -206,6 +192,31 @@ pub struct Spread {
     pub min: f64,
     /// The largest.
     pub max: f64,
+}
+
+impl Spread {
+    /// The ratios `a[i] ÷ b[i]` of runs measured in the same rounds; `None` when the
+    /// run counts differ or no run of `b` measured anything (a run of `b` that
+    /// measured nothing leaves its round without a ratio).
+    pub fn paired(a: &[f64], b: &[f64]) -> Option<Self> {
+        if a.len() != b.len() {
+            return None;
+        }
+        let mut ratios: Vec<f64> = a
+            .iter()
+            .zip(b)
+            .filter(|(_, y)| **y > 0.0)
+            .map(|(x, y)| x / y)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let n = ratios.len();
+        let (&min, &max) = (ratios.first()?, ratios.last()?);
+        Some(Spread {
+            median: (ratios[(n - 1) / 2] + ratios[n / 2]) / 2.0,
+            min,
+            max,
+        })
+    }
 }
 
 fn url_var(backend: Backend) -> Option<&'static str> {

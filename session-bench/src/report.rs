@@ -331,9 +331,9 @@ fn sweep_index_table(md: &mut String, r: &Results) {
          | backend | KiB | tasks | op | expires_bucket | none | expires_at | bucket ÷ none | expires_at ÷ none |\n\
          |---|---:|---:|---|---:|---:|---:|---:|---:|"
     );
-    let ratio = |x: Option<(f64, f64, f64)>| {
-        x.map_or("–".to_owned(), |(m, lo, hi)| {
-            format!("{m:.2} ({lo:.2}–{hi:.2})")
+    let ratio = |x: Option<crate::Spread>| {
+        x.map_or("–".to_owned(), |p| {
+            format!("{:.2} ({:.2}–{:.2})", p.median, p.min, p.max)
         })
     };
     let rate = |x: Option<f64>| x.map_or("–".to_owned(), |v| format!("{v:.0}"));

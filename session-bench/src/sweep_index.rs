@@ -19,11 +19,11 @@ use session_postgres::PgDialect;
 use session_postgres::sqlx::{self, AssertSqlSafe, Connection as _, PgConnection};
 use session_sql_common::{Dialect, SqlStore};
 
-use crate::Args;
-use crate::backends::{Backend, runner};
+use crate::backends::{Backend, BoxFuture, runner};
 use crate::contestants::Ours;
 use crate::harness::{BoxError, Op, Rng, RunSpec, random_hex};
 use crate::workload::{Workload, for_each_concurrent, storage_keys};
+use crate::{Args, Spread};
 
 /// The index a table has for the sweep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,21 +67,10 @@ pub struct Row {
 }
 
 impl Row {
-    /// The median of run-by-run ratios `a ÷ b`, with the smallest and largest.
-    pub fn ratio(&self, a: SweepIndex, b: SweepIndex) -> Option<(f64, f64, f64)> {
+    /// The run-by-run ratios `a ÷ b` (median and range).
+    pub fn ratio(&self, a: SweepIndex, b: SweepIndex) -> Option<Spread> {
         let pos = |i| SweepIndex::ALL.iter().position(|x| *x == i).unwrap_or(0);
-        let (xs, ys) = (&self.rates[pos(a)], &self.rates[pos(b)]);
-        let mut r: Vec<f64> = xs
-            .iter()
-            .zip(ys)
-            .filter(|(_, y)| **y > 0.0)
-            .map(|(x, y)| x / y)
-            .collect();
-        if r.is_empty() || xs.len() != ys.len() {
-            return None;
-        }
-        r.sort_by(f64::total_cmp);
-        Some((r[r.len() / 2], r[0], r[r.len() - 1]))
+        Spread::paired(&self.rates[pos(a)], &self.rates[pos(b)])
     }
 
     /// The median rate of one index.
@@ -150,13 +139,15 @@ impl Admin {
     }
 }
 
-/// A migrated store on `table` with `clock`, on a pool of `pool` connections.
+/// A migrated store on `table` with `clock`, on a pool of `pool` connections; its
+/// tear-down (drop the table, close the pool) goes into `drops`.
 async fn open<D: Dialect>(
     url: &str,
     table: &str,
     pool: usize,
     clock: &ManualClock,
-) -> Result<Arc<SqlStore<D>>, BoxError> {
+    drops: &mut Vec<BoxFuture<()>>,
+) -> Result<Arc<dyn SessionInterface>, BoxError> {
     // A long statement timeout: a sweep of 5,000 16-KiB rows on a busy machine can
     // take longer than the default 2 s, and what is measured here is time, not a limit.
     let store = SqlStore::<D>::builder()
@@ -166,6 +157,11 @@ async fn open<D: Dialect>(
         .statement_timeout(std::time::Duration::from_secs(60))
         .connect(url)?;
     store.migrate().await?;
+    let s = store.clone();
+    drops.push(Box::pin(async move {
+        let _ = s.drop_table().await;
+        s.close().await;
+    }));
     Ok(Arc::new(store))
 }
 
@@ -173,7 +169,7 @@ async fn open<D: Dialect>(
 struct Tables {
     names: Vec<String>,
     stores: Vec<Arc<dyn SessionInterface>>,
-    drops: Vec<Box<dyn FnOnce() -> crate::backends::BoxFuture<()> + Send>>,
+    drops: Vec<BoxFuture<()>>,
 }
 
 async fn tables(
@@ -191,29 +187,9 @@ async fn tables(
     };
     for (i, index) in SweepIndex::ALL.into_iter().enumerate() {
         let name = format!("{tag}_{i}");
-        let store: Arc<dyn SessionInterface> = match backend {
-            Backend::Postgres => {
-                let s = open::<PgDialect>(url, &name, pool, clock).await?;
-                let d = s.clone();
-                t.drops.push(Box::new(move || {
-                    Box::pin(async move {
-                        let _ = d.drop_table().await;
-                        d.close().await;
-                    })
-                }));
-                s
-            }
-            _ => {
-                let s = open::<MySqlDialect>(url, &name, pool, clock).await?;
-                let d = s.clone();
-                t.drops.push(Box::new(move || {
-                    Box::pin(async move {
-                        let _ = d.drop_table().await;
-                        d.close().await;
-                    })
-                }));
-                s
-            }
+        let store = match backend {
+            Backend::Postgres => open::<PgDialect>(url, &name, pool, clock, &mut t.drops).await?,
+            _ => open::<MySqlDialect>(url, &name, pool, clock, &mut t.drops).await?,
         };
         admin.set_index(&name, index).await?;
         t.names.push(name);
@@ -239,7 +215,7 @@ pub async fn measure(
     let t = tables(backend, url, args.sql_pool, &tag, &clock, &mut admin).await?;
     let outcome = measure_tables(args, backend, kib, &workload, &t, &clock, &mut admin, rng).await;
     for d in t.drops {
-        d().await;
+        d.await;
     }
     outcome.map_err(with_sources)
 }
