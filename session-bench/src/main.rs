@@ -120,6 +120,10 @@ pub enum Who {
     ManagerTower,
     /// The full serde_json decode + encode of the envelope.
     FullCodec,
+    /// Redis: `GET` + a minimal compare-and-set script (the fair limit of issue 22).
+    FairCas,
+    /// Redis: `WATCH` + `GETRANGE`, then `MULTI`/`SET`/`EXEC`, a connection per task.
+    WatchCas,
 }
 
 /// One cell's coordinates.
@@ -377,7 +381,8 @@ async fn measure_backend(
             backends::file::contestants(&base, &workload, args.sessions, fresh, rng).await?
         }
         Backend::Redis => {
-            backends::redis::contestants(url, &workload, args.sessions, fresh, rng).await?
+            let tasks = args.tasks.iter().copied().max().unwrap_or(1);
+            backends::redis::contestants(url, &workload, args.sessions, fresh, tasks, rng).await?
         }
         Backend::Postgres | Backend::MySql => {
             backends::sql::contestants(
@@ -441,13 +446,20 @@ async fn measure_cells(
     let wanted = |name: &str| args.ops.iter().any(|o| o == name);
     for &tasks in &args.tasks {
         for op in Op::ALL.into_iter().filter(|op| wanted(op.name())) {
+            let mut who = store_level.clone();
+            who.extend(
+                c.extra
+                    .iter()
+                    .filter(|e| e.ops.contains(&op))
+                    .map(|e| (e.who, &e.run)),
+            );
             measure_cell(
                 args,
                 backend,
                 size,
                 tasks,
                 op,
-                &store_level,
+                &who,
                 spec(tasks),
                 rng,
                 results,

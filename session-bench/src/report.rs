@@ -11,6 +11,8 @@ use crate::{Args, Key, Results, Who};
 const TOUCH_TARGET: f64 = 3.0;
 /// The manager target: CPU per request at most this share of a full decode + encode.
 const MANAGER_CPU_TARGET: f64 = 1.0 / 3.0;
+/// Issue 22: ours at least this share of the fair compare-and-set limit.
+const FAIR_CAS_TARGET: f64 = 0.9;
 /// The payload the touch and manager targets are stated for.
 const TARGET_SIZE: usize = 16 * 1024;
 
@@ -59,6 +61,17 @@ fn slash<F: Fn(&Sample) -> String>(cells: &[Option<&Sample>], f: F) -> String {
         .map(|c| c.map_or_else(|| "—".to_owned(), &f))
         .collect::<Vec<_>>()
         .join(" / ")
+}
+
+/// `a ÷ b` as "median (min–max)" of the run-by-run ratios, or the ratio of medians.
+fn spread(r: &Results, a: Key, b: Key) -> String {
+    match r.paired(a, b) {
+        Some(p) if p.min < p.max => {
+            format!("{:.2}× ({:.2}–{:.2})", p.median, p.min, p.max)
+        }
+        Some(p) => format!("{:.2}×", p.median),
+        None => cell_ratio(r, a, b).map_or_else(|| "—".to_owned(), |x| format!("{x:.2}×")),
+    }
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -200,6 +213,40 @@ pub fn render(args: &Args, backends: &[Backend], r: &Results) -> String {
             }
         }
     }
+    for &b in backends {
+        for &s in &sizes {
+            for &t in &args.tasks {
+                for op in [Op::Cycle, Op::Update, Op::Touch] {
+                    let ours = (b, s, t, op, Who::Ours);
+                    let fair = (b, s, t, op, Who::FairCas);
+                    let Some(x) = cell_ratio(r, ours, fair) else {
+                        continue;
+                    };
+                    let ok = x >= FAIR_CAS_TARGET;
+                    let _ = writeln!(
+                        md,
+                        "| {} ≥ {FAIR_CAS_TARGET}× the fair compare-and-set limit (issue 22) | {} | {} | {t} | {} | {} |",
+                        op.label(),
+                        b.name(),
+                        label(s),
+                        spread(r, ours, fair),
+                        verdict(ok)
+                    );
+                    if !ok {
+                        misses.push(Miss {
+                            what: format!(
+                                "{} {} {t} task(s): {} at {x:.2}× the fair compare-and-set limit (target {FAIR_CAS_TARGET}×)",
+                                b.name(),
+                                label(s),
+                                op.label()
+                            ),
+                            cause: fair_cause(b, s, t, op, r),
+                        });
+                    }
+                }
+            }
+        }
+    }
     let mgr = r.get((Backend::Memory, TARGET_SIZE, 1, Op::Cycle, Who::Manager));
     let full = r.get((Backend::Memory, TARGET_SIZE, 1, Op::Cycle, Who::FullCodec));
     if let (Some(m), Some(f)) = (mgr, full) {
@@ -306,6 +353,7 @@ pub fn render(args: &Args, backends: &[Backend], r: &Results) -> String {
             }
         }
         server_table(&mut md, args, b, &sizes, r);
+        cas_tables(&mut md, args, b, &sizes, r);
     }
 
     manager_tables(&mut md, args, backends, &sizes, r);
@@ -731,5 +779,142 @@ fn touch_path_cost(b: Backend, ours: &Sample, raw: &Sample) -> String {
              dedicated one"
         }
     });
+    why
+}
+
+/// Issue 22: ours' compare-and-set and touch beside the fair limit (plain `GET` +
+/// minimal `EVALSHA`) and the script-free `WATCH`/`MULTI`/`EXEC` variant.
+fn cas_tables(md: &mut String, args: &Args, b: Backend, sizes: &[usize], r: &Results) {
+    let ops = [Op::Cycle, Op::Update, Op::Touch];
+    let any = sizes.iter().any(|&s| {
+        args.tasks.iter().any(|&t| {
+            ops.iter()
+                .any(|&op| r.get((b, s, t, op, Who::FairCas)).is_some())
+        })
+    });
+    if !any {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\nCompare-and-set against a fair limit (issue 22). **fair**: what any correct \
+         compare-and-set with expiry must do on Redis 7 — a plain `GET` where the record \
+         is needed (the cycle), then one minimal `EVALSHA` that compares an 8-byte version \
+         and `SET`s with `PXAT`, on one shared multiplexed connection; its touch is a \
+         minimal script that checks `EXISTS` and `PEXPIREAT`s. **WATCH**: the same \
+         compare-and-set without a script — `WATCH` + `GETRANGE 0 7` (the cycle: \
+         `WATCH` + `GET`), then `MULTI`/`SET … PXAT`/`EXEC`, each pair pipelined, on a \
+         connection per task (`WATCH` is per connection). Ratios are medians of the \
+         run-by-run ratios, with their range; server CPU is `INFO cpu` per operation \
+         (the median run's).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| payload | tasks | operation | limit /s | fair /s | WATCH /s | ours /s | ours÷fair | ours÷limit | WATCH÷fair | WATCH÷ours | server CPU µs/op fair / ours / WATCH | client CPU µs/op fair / ours / WATCH |"
+    );
+    let _ = writeln!(
+        md,
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+    );
+    for &s in sizes {
+        for &t in &args.tasks {
+            for op in ops {
+                let k = |w| (b, s, t, op, w);
+                if r.get(k(Who::FairCas)).is_none() {
+                    continue;
+                }
+                let r_ = |w| r.get(k(w)).map_or_else(|| "—".to_owned(), |c| rate(c.rate));
+                let three = [
+                    r.get(k(Who::FairCas)),
+                    r.get(k(Who::Ours)),
+                    r.get(k(Who::WatchCas)),
+                ];
+                let cpu = slash(&three, |c| {
+                    c.server
+                        .as_ref()
+                        .map_or_else(|| "—".to_owned(), |x| us(x.cpu_us))
+                });
+                let client = slash(&three, |c| us(c.cpu_us));
+                let (watch, watch_ours) = if three[2].is_some() {
+                    (
+                        spread(r, k(Who::WatchCas), k(Who::FairCas)),
+                        spread(r, k(Who::WatchCas), k(Who::Ours)),
+                    )
+                } else {
+                    ("—".to_owned(), "—".to_owned())
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} | {t} | {} | {} | {} | {} | {} | {} | {} | {watch} | {watch_ours} | {cpu} | {client} |",
+                    label(s),
+                    op.label(),
+                    r_(Who::Limit),
+                    r_(Who::FairCas),
+                    r_(Who::WatchCas),
+                    r_(Who::Ours),
+                    spread(r, k(Who::Ours), k(Who::FairCas)),
+                    spread(r, k(Who::Ours), k(Who::Limit)),
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nWhat the server executed per operation for the two yardsticks (ours: the table above):\n"
+    );
+    let _ = writeln!(
+        md,
+        "| payload | tasks | operation | contestant | commands per operation |"
+    );
+    let _ = writeln!(md, "|---|---:|---|---|---|");
+    for &s in sizes {
+        for &t in &args.tasks {
+            for op in ops {
+                for (w, name) in [(Who::FairCas, "fair"), (Who::WatchCas, "WATCH")] {
+                    let Some(c) = r
+                        .get((b, s, t, op, w))
+                        .and_then(|c| c.server.as_ref())
+                        .and_then(|x| x.commands.as_ref())
+                    else {
+                        continue;
+                    };
+                    let _ = writeln!(
+                        md,
+                        "| {} | {t} | {} | {name} | {} ({:.2}) |",
+                        label(s),
+                        op.label(),
+                        c.list,
+                        c.per_op
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Why ours missed the fair compare-and-set limit: what each sent and what it cost.
+fn fair_cause(b: Backend, s: usize, t: usize, op: Op, r: &Results) -> String {
+    let (Some(ours), Some(fair)) = (
+        r.get((b, s, t, op, Who::Ours)),
+        r.get((b, s, t, op, Who::FairCas)),
+    ) else {
+        return String::new();
+    };
+    let mut why = format!(
+        "client CPU {} µs per op vs {} µs",
+        us(ours.cpu_us),
+        us(fair.cpu_us)
+    );
+    if let (Some(o), Some(f)) = (&ours.server, &fair.server) {
+        let _ = write!(
+            why,
+            "; server CPU {} µs vs {} µs",
+            us(o.cpu_us),
+            us(f.cpu_us)
+        );
+        if let (Some(oc), Some(fc)) = (&o.commands, &f.commands) {
+            let _ = write!(why, "; ours sent {} vs {}", oc.list, fc.list);
+        }
+    }
     why
 }

@@ -174,6 +174,7 @@ pub async fn contestants(
         limit: runner(Arc::new(raw)),
         ours: runner(ours),
         tower: None,
+        extra: Vec::new(),
         envelope: manager.envelope().await?,
         manager: runner(manager),
         manager_tower: None,

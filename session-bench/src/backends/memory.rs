@@ -107,6 +107,7 @@ pub async fn contestants(
         limit: runner(raw),
         ours: runner(ours),
         tower: Some(runner(tower)),
+        extra: Vec::new(),
         envelope: manager.envelope().await?,
         manager: runner(manager),
         manager_tower: Some(runner(manager_tower)),

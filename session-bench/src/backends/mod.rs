@@ -5,11 +5,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::Who;
 use crate::harness::{self, BoxError, Contestant, Op, RunSpec, Sample};
 
 pub mod file;
 pub mod memory;
 pub mod redis;
+pub mod redis_cas;
 pub mod sql;
 
 /// A boxed future (the run level only; never per operation).
@@ -125,8 +127,21 @@ pub struct Contestants {
     pub manager: RunFn,
     /// tower-sessions' `Session` over its store, the same request.
     pub manager_tower: Option<RunFn>,
+    /// More store-level yardsticks, each measured only on the operations it names
+    /// (Redis: the fair compare-and-set limits of issue 22).
+    pub extra: Vec<Extra>,
     /// The stored bytes of one manager-created session (for the codec table).
     pub envelope: bytes::Bytes,
     /// Removes what the contestants stored.
     pub teardown: BoxFuture<Result<(), BoxError>>,
+}
+
+/// A store-level contestant beside the three of every backend.
+pub struct Extra {
+    /// Who it is in the results.
+    pub who: Who,
+    /// The operations it takes part in.
+    pub ops: &'static [Op],
+    /// Its runs.
+    pub run: RunFn,
 }

@@ -14,7 +14,9 @@ use session_redis::redis::{self, aio::MultiplexedConnection};
 use session_redis::{RedisConfig, RedisStore};
 use tower_sessions_redis_store::fred::prelude::{ClientLike as _, Config, Pool};
 
-use crate::backends::{Contestants, RunFn, runner};
+use crate::Who;
+use crate::backends::redis_cas::{FairCas, WatchCas};
+use crate::backends::{Contestants, Extra, RunFn, runner};
 use crate::contestants::{Ours, SETUP_TASKS, Tower};
 use crate::harness::{BoxError, CommandStats, Contestant, Op, Rng, ServerStats, random_hex};
 use crate::manager::{ManagerCycle, TowerSessionCycle};
@@ -174,6 +176,7 @@ pub async fn contestants(
     workload: &Workload,
     sessions: usize,
     fresh: usize,
+    max_tasks: usize,
     rng: &mut Rng,
 ) -> Result<Contestants, BoxError> {
     let prefix = format!("bench:{}:{}:", std::process::id(), random_hex(rng, 4));
@@ -225,6 +228,24 @@ pub async fn contestants(
     )
     .await?;
 
+    let fair = FairCas::setup(
+        conn.clone(),
+        &format!("{prefix}fair:"),
+        sessions,
+        workload.payload.clone(),
+        rng,
+    )
+    .await?;
+    let watch = WatchCas::setup(
+        url,
+        max_tasks,
+        &format!("{prefix}watch:"),
+        sessions,
+        workload.payload.clone(),
+        rng,
+    )
+    .await?;
+
     let manager_store = store.with_key_prefix(&format!("{prefix}mgr:"))?;
     let manager = ManagerCycle::setup(Arc::new(manager_store), sessions, workload).await?;
     let manager_tower = TowerSessionCycle::setup(tower_store, sessions, workload, rng).await?;
@@ -236,10 +257,23 @@ pub async fn contestants(
         manager_tower.clone(),
         raw.clone(),
     );
+    let (f, w) = (fair.clone(), watch.clone());
     Ok(Contestants {
         limit: probed(runner(raw), conn.clone()),
         ours: probed(runner(ours), conn.clone()),
         tower: Some(probed(runner(tower), conn.clone())),
+        extra: vec![
+            Extra {
+                who: Who::FairCas,
+                ops: &[Op::Cycle, Op::Update, Op::Touch],
+                run: probed(runner(fair), conn.clone()),
+            },
+            Extra {
+                who: Who::WatchCas,
+                ops: &[Op::Cycle, Op::Update],
+                run: probed(runner(watch), conn.clone()),
+            },
+        ],
         envelope: manager.envelope().await?,
         manager: probed(runner(manager), conn.clone()),
         manager_tower: Some(probed(runner(manager_tower), conn.clone())),
@@ -249,6 +283,8 @@ pub async fn contestants(
             m.teardown().await?;
             mt.teardown().await?;
             unlink(&r.conn, &r.keys).await?;
+            f.teardown().await?;
+            w.teardown().await?;
             pool.quit().await?;
             Ok(())
         }),

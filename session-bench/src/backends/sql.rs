@@ -450,6 +450,7 @@ pub async fn contestants(
         limit: probe(runner(raw)),
         ours: probe(runner(ours)),
         tower: Some(probe(tower)),
+        extra: Vec::new(),
         envelope: manager.envelope().await?,
         manager: probe(runner(manager)),
         manager_tower: Some(probe(manager_tower)),
