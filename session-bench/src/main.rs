@@ -12,6 +12,7 @@ mod contention;
 mod contestants;
 mod harness;
 mod manager;
+mod mix;
 mod procfs;
 mod report;
 mod server_cpu;
@@ -42,9 +43,10 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,32")]
     pub tasks: Vec<usize>,
     /// What to measure: the store-level operations (cycle, load, update, touch,
-    /// create), `manager` (the manager-level requests and the codec baseline) and
+    /// create), `manager` (the manager-level requests and the codec baseline),
     /// `contention` (concurrent changes of one session, in one process and two; not
-    /// on memory, which one process owns).
+    /// on memory, which one process owns) and `mix` (a request mix through the tower
+    /// layers, ours vs tower-sessions; not in the default list).
     #[arg(
         long,
         value_delimiter = ',',
@@ -141,6 +143,8 @@ pub struct Results {
     pub failed: Vec<(Backend, String)>,
     /// The contention rows.
     pub contention: Vec<contention::Row>,
+    /// The request-mix rows.
+    pub mix: Vec<mix::Row>,
 }
 
 /// [`Key`] with an order (the report iterates in a stable order).
@@ -242,7 +246,9 @@ async fn main() -> Result<(), BoxError> {
         args.repeats = 1;
     }
     for op in &args.ops {
-        if op != "manager" && op != "contention" && !Op::ALL.iter().any(|o| o.name() == op) {
+        if !["manager", "contention", "mix"].contains(&op.as_str())
+            && !Op::ALL.iter().any(|o| o.name() == op)
+        {
             return Err(format!("unknown operation {op}").into());
         }
     }
@@ -267,7 +273,7 @@ async fn main() -> Result<(), BoxError> {
                 }
             },
         };
-        let store_ops = args.ops.iter().any(|o| o != "contention");
+        let store_ops = args.ops.iter().any(|o| o != "contention" && o != "mix");
         for &kib in args.sizes.iter().filter(|_| store_ops) {
             if let Err(e) = measure_backend(&args, backend, &url, kib, &mut rng, &mut results).await
             {
@@ -284,6 +290,21 @@ async fn main() -> Result<(), BoxError> {
                     eprintln!("[bench] {} contention failed: {e}", backend.name());
                     results.failed.push((backend, format!("contention: {e}")));
                 }
+            }
+        }
+        for &kib in args
+            .sizes
+            .iter()
+            .filter(|_| args.ops.iter().any(|o| o == "mix"))
+        {
+            eprintln!("[bench] {}: request mix, {kib} KiB logins…", backend.name());
+            if let Err(e) =
+                mix::measure(&args, backend, &url, kib, &mut rng, &mut results.mix).await
+            {
+                eprintln!("[bench] {} mix failed: {e}", backend.name());
+                results
+                    .failed
+                    .push((backend, format!("mix {kib} KiB: {e}")));
             }
         }
     }
