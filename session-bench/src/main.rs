@@ -68,6 +68,10 @@ pub struct Args {
     /// Internal: the contention child's key prefix.
     #[arg(long, hide = true, default_value = "")]
     pub contention_tag: String,
+    /// `mix`: hide the stores' one-step `load_and_touch` from our manager, which
+    /// then loads with a plain `load` and touches only when a refresh is due.
+    #[arg(long)]
+    pub mix_two_step: bool,
     /// Make every session value a string instead of alternating strings and
     /// structured values.
     #[arg(long)]

@@ -180,6 +180,9 @@ pub struct CountingStore {
     pub inner: Arc<dyn SessionInterface>,
     /// Where the calls go.
     pub calls: Arc<Calls>,
+    /// Hide the inner store's one-step `load_and_touch` from the manager, which
+    /// then loads with `load` and touches only when a refresh is due.
+    pub two_step: bool,
 }
 
 #[async_trait]
@@ -218,7 +221,7 @@ impl SessionInterface for CountingStore {
         expires_at: OffsetDateTime,
         due_before: OffsetDateTime,
     ) -> Result<Option<Refreshed>, Error> {
-        if self.inner.capabilities().load_and_touch {
+        if self.capabilities().load_and_touch {
             self.calls.count(Method::LoadAndTouch);
             self.inner.load_and_touch(key, expires_at, due_before).await
         } else {
@@ -233,7 +236,12 @@ impl SessionInterface for CountingStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        let caps = self.inner.capabilities();
+        if self.two_step {
+            caps.with_load_and_touch(false)
+        } else {
+            caps
+        }
     }
 }
 

@@ -340,7 +340,17 @@ pub async fn measure(
     let app = AppState::new(data);
     let users = args.tasks.iter().copied().max().unwrap_or(1).max(1);
     let dir = args.file_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let pair = setup::build(backend, url, &dir, args.sql_pool, &app, users, rng).await?;
+    let pair = setup::build(
+        backend,
+        url,
+        &dir,
+        args.sql_pool,
+        &app,
+        users,
+        args.mix_two_step,
+        rng,
+    )
+    .await?;
     let mut sides: Vec<&setup::Side> = vec![&pair.ours];
     sides.extend(pair.tower.as_ref());
     let outcome = async {

@@ -81,7 +81,7 @@ fn methods(c: &super::Counts, kind: Kind) -> String {
     if list.is_empty() {
         "none".to_owned()
     } else {
-        list.join(", ")
+        list.join(" + ")
     }
 }
 
@@ -110,6 +110,14 @@ pub fn render(md: &mut String, args: &Args, rows: &[Row]) {
          alternating; the ratio is the median of the run-by-run ratios, with their range.\n",
         args.repeats, args.duration
     );
+    if args.mix_two_step {
+        let _ = writeln!(
+            md,
+            "**`--mix-two-step`**: ours' manager is not shown the stores' one-step \
+             `load_and_touch`, so it loads with a plain `load` and touches only when a \
+             refresh is due.\n"
+        );
+    }
     let _ = writeln!(
         md,
         "| backend | login payload | users | ours req/s | tower req/s | ours÷tower (range) | store calls/req ours / tower | p50 µs ours / tower | p99 µs ours / tower | CPU µs/req ours / tower |"
@@ -157,14 +165,14 @@ pub fn render(md: &mut String, args: &Args, rows: &[Row]) {
     let _ = writeln!(md, "\n### Store calls per request, by kind\n");
     let _ = writeln!(
         md,
-        "Counted over every run of the cell, warm-ups included; the share column is \
-         the requests of that kind among all.\n"
+        "Counted over every run of the cell, warm-ups included: calls per request of \
+         each kind, and in brackets that kind's share of the requests.\n"
     );
     let _ = writeln!(
         md,
-        "| backend | users | side | kind | share | calls/req | which calls, per request |"
+        "| backend | users | side | read | change | login | logout | all | which calls |"
     );
-    let _ = writeln!(md, "|---|---:|---|---|---:|---:|---|");
+    let _ = writeln!(md, "|---|---:|---|---:|---:|---:|---:|---:|---|");
     for row in rows {
         let sides = [("ours", &row.ours_counts), ("tower", &row.tower_counts)];
         for (side, c) in sides {
@@ -172,28 +180,32 @@ pub fn render(md: &mut String, args: &Args, rows: &[Row]) {
             if total == 0 {
                 continue;
             }
+            let mut line = format!("| {} | {} | {side} |", row.backend.name(), row.tasks);
             for kind in KINDS {
                 let n = c.requests[kind.index()];
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {side} | {} | {:.1}% | {} | {} |",
-                    row.backend.name(),
-                    row.tasks,
-                    kind.label(),
-                    n as f64 * 100.0 / total as f64,
+                let _ = write!(
+                    line,
+                    " {} ({:.1}%) |",
                     fmt(per_request(c.calls_of(kind), n), 2),
-                    methods(c, kind),
+                    n as f64 * 100.0 / total as f64
                 );
             }
-            if c.untagged() > 0 {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {side} | outside a request | — | {} calls | — |",
-                    row.backend.name(),
-                    row.tasks,
-                    c.untagged()
-                );
-            }
+            let which: Vec<String> = KINDS
+                .iter()
+                .map(|k| format!("{}: {}", k.label(), methods(c, *k)))
+                .collect();
+            let _ = writeln!(
+                line,
+                " {} | {}{} |",
+                fmt(per_request(c.total_calls(), total), 3),
+                which.join("; "),
+                if c.untagged() > 0 {
+                    format!("; {} calls outside a request", c.untagged())
+                } else {
+                    String::new()
+                }
+            );
+            md.push_str(&line);
         }
     }
 

@@ -70,14 +70,18 @@ impl<S> App for S where
 /// Ours: session-tower's layer over a `SessionManager` with refresh on each
 /// request and the default threshold, over `store` counted into `calls`; and the
 /// cookie's name.
+/// With `two_step`, the store's one-step `load_and_touch` is hidden from the
+/// manager (see [`CountingStore::two_step`]).
 pub fn ours_service(
     store: Arc<dyn SessionInterface>,
     calls: &Arc<Calls>,
     app: &Arc<AppState>,
+    two_step: bool,
 ) -> Result<(impl App, String), BoxError> {
     let counted = Arc::new(CountingStore {
         inner: store,
         calls: calls.clone(),
+        two_step,
     });
     let config = SessionConfig::builder()
         .idle_lifetime(IDLE)
@@ -131,9 +135,10 @@ pub fn ours(
     app: &Arc<AppState>,
     users: usize,
     seed: u64,
+    two_step: bool,
 ) -> Result<Side, BoxError> {
     let calls = Arc::new(Calls::default());
-    let (service, name) = ours_service(store, &calls, app)?;
+    let (service, name) = ours_service(store, &calls, app, two_step)?;
     Ok(side(service, &name, calls, users, seed))
 }
 
@@ -149,7 +154,9 @@ pub fn tower<S: SessionStore + Clone>(
     side(service, &name, calls, users, seed)
 }
 
-/// Builds both sides on `backend` (`url` for servers, `dir` for files).
+/// Builds both sides on `backend` (`url` for servers, `dir` for files); ours
+/// with the one-step load hidden when `two_step`.
+#[allow(clippy::too_many_arguments)]
 pub async fn build(
     backend: Backend,
     url: &str,
@@ -157,12 +164,19 @@ pub async fn build(
     sql_pool: usize,
     app: &Arc<AppState>,
     users: usize,
+    two_step: bool,
     rng: &mut Rng,
 ) -> Result<Pair, BoxError> {
     let (s1, s2) = (rng.next_u64(), rng.next_u64());
     match backend {
         Backend::Memory => Ok(Pair {
-            ours: ours(Arc::new(session_memory::MemoryStore::new()), app, users, s1)?,
+            ours: ours(
+                Arc::new(session_memory::MemoryStore::new()),
+                app,
+                users,
+                s1,
+                two_step,
+            )?,
             tower: Some(tower(
                 tower_sessions_memory_store::MemoryStore::default(),
                 app,
@@ -177,7 +191,7 @@ pub async fn build(
                 .tempdir_in(dir)?;
             let store = session_file::FileStore::open(tmp.path().join("ours")).await?;
             Ok(Pair {
-                ours: ours(Arc::new(store), app, users, s1)?,
+                ours: ours(Arc::new(store), app, users, s1, two_step)?,
                 tower: None,
                 teardown: Box::pin(async move {
                     tokio::task::spawn_blocking(move || tmp.close()).await??;
@@ -193,7 +207,7 @@ pub async fn build(
             pool.init().await?;
             let theirs = tower_sessions_redis_store::RedisStore::new(pool.clone());
             Ok(Pair {
-                ours: ours(Arc::new(store), app, users, s1)?,
+                ours: ours(Arc::new(store), app, users, s1, two_step)?,
                 tower: Some(tower(theirs, app, users, s2)),
                 teardown: Box::pin(async move {
                     pool.quit().await?;
@@ -211,7 +225,7 @@ pub async fn build(
             let (tower_side, drop_theirs) =
                 tower_sql(backend, url, sql_pool, &tower_table, app, users, s2).await?;
             Ok(Pair {
-                ours: ours(store, app, users, s1)?,
+                ours: ours(store, app, users, s1, two_step)?,
                 tower: Some(tower_side),
                 teardown: Box::pin(async move {
                     drop_ours.await;

@@ -88,7 +88,7 @@ async fn store_calls_per_kind_on_both_layers() {
     let app = AppState::new(vec![("k00".to_owned(), Value::from("v"))]);
     let calls = Arc::new(Calls::default());
     let store = Arc::new(session_memory::MemoryStore::new());
-    let (service, name) = setup::ours_service(store, &calls, &app).unwrap();
+    let (service, name) = setup::ours_service(store, &calls, &app, false).unwrap();
     let c = drive(service, &name, &calls, &SCRIPT).await;
     assert_eq!(c.requests, [3, 1, 2, 1]);
     // Reads: one `load_and_touch` each (the memory store does it in one step).
@@ -99,6 +99,16 @@ async fn store_calls_per_kind_on_both_layers() {
     assert_eq!(c.method(Kind::Change, Method::Update), 1);
     assert_eq!(c.method(Kind::Login, Method::Create), 2);
     assert_eq!(c.method(Kind::Logout, Method::Delete), 1);
+    assert_eq!((c.total_calls(), c.untagged()), (8, 0));
+
+    // Without the one step: a plain load, and no touch (the refresh is not due).
+    let calls = Arc::new(Calls::default());
+    let store = Arc::new(session_memory::MemoryStore::new());
+    let (service, name) = setup::ours_service(store, &calls, &app, true).unwrap();
+    let c = drive(service, &name, &calls, &SCRIPT).await;
+    assert_eq!(c.method(Kind::Read, Method::Load), 3);
+    assert_eq!(c.method(Kind::Read, Method::LoadAndTouch), 0);
+    assert_eq!(c.method(Kind::Read, Method::Touch), 0);
     assert_eq!((c.total_calls(), c.untagged()), (8, 0));
 
     let calls = Arc::new(Calls::default());
