@@ -12,6 +12,7 @@ mod contention;
 mod contestants;
 mod harness;
 mod manager;
+mod mix;
 mod procfs;
 mod report;
 mod server_cpu;
@@ -43,11 +44,12 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,32")]
     pub tasks: Vec<usize>,
     /// What to measure: the store-level operations (cycle, load, update, touch,
-    /// create), `manager` (the manager-level requests and the codec baseline) and
+    /// create), `manager` (the manager-level requests and the codec baseline),
     /// `contention` (concurrent changes of one session, in one process and two; not
     /// on memory, which one process owns). Not by default: `sweep-index` (PostgreSQL
     /// and MySQL only: ours' writes and one sweep on tables with the expiry-bucket
-    /// index, no index, and an `expires_at` index).
+    /// index, no index, and an `expires_at` index) and `mix` (a request mix through
+    /// the tower layers, ours vs tower-sessions).
     #[arg(
         long,
         value_delimiter = ',',
@@ -69,6 +71,10 @@ pub struct Args {
     /// Internal: the contention child's key prefix.
     #[arg(long, hide = true, default_value = "")]
     pub contention_tag: String,
+    /// `mix`: hide the stores' one-step `load_and_touch` from our manager, which
+    /// then loads with a plain `load` and touches only when a refresh is due.
+    #[arg(long)]
+    pub mix_two_step: bool,
     /// Make every session value a string instead of alternating strings and
     /// structured values.
     #[arg(long)]
@@ -150,6 +156,8 @@ pub struct Results {
     pub contention: Vec<contention::Row>,
     /// The sweep-index rows.
     pub sweep_index: Vec<sweep_index::Row>,
+    /// The request-mix rows.
+    pub mix: Vec<mix::Row>,
 }
 
 /// [`Key`] with an order (the report iterates in a stable order).
@@ -262,7 +270,7 @@ async fn main() -> Result<(), BoxError> {
         args.repeats = 1;
     }
     for op in &args.ops {
-        let extra = ["manager", "contention", "sweep-index"];
+        let extra = ["manager", "contention", "sweep-index", "mix"];
         if !extra.contains(&op.as_str()) && !Op::ALL.iter().any(|o| o.name() == op) {
             return Err(format!("unknown operation {op}").into());
         }
@@ -291,7 +299,7 @@ async fn main() -> Result<(), BoxError> {
         let store_ops = args
             .ops
             .iter()
-            .any(|o| o != "contention" && o != "sweep-index");
+            .any(|o| !["contention", "sweep-index", "mix"].contains(&o.as_str()));
         for &kib in args.sizes.iter().filter(|_| store_ops) {
             if let Err(e) = measure_backend(&args, backend, &url, kib, &mut rng, &mut results).await
             {
@@ -321,6 +329,21 @@ async fn main() -> Result<(), BoxError> {
                     eprintln!("[bench] {} contention failed: {e}", backend.name());
                     results.failed.push((backend, format!("contention: {e}")));
                 }
+            }
+        }
+        for &kib in args
+            .sizes
+            .iter()
+            .filter(|_| args.ops.iter().any(|o| o == "mix"))
+        {
+            eprintln!("[bench] {}: request mix, {kib} KiB logins…", backend.name());
+            if let Err(e) =
+                mix::measure(&args, backend, &url, kib, &mut rng, &mut results.mix).await
+            {
+                eprintln!("[bench] {} mix failed: {e}", backend.name());
+                results
+                    .failed
+                    .push((backend, format!("mix {kib} KiB: {e}")));
             }
         }
     }

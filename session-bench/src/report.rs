@@ -145,6 +145,25 @@ pub fn render(args: &Args, backends: &[Backend], r: &Results) -> String {
         let _ = writeln!(md, "- **{} failed**: {why}.", b.name());
     }
 
+    // A run of `--ops mix` (or `contention`) alone has no store-level cells.
+    if !r.cells.is_empty() {
+        store_and_manager(&mut md, args, backends, &sizes, r);
+    }
+    contention_table(&mut md, args, r);
+    crate::mix::report::render(&mut md, args, &r.mix);
+    sweep_index_table(&mut md, r);
+    md
+}
+
+/// The issue-8 targets, the store-level and the manager-level tables.
+fn store_and_manager(
+    md: &mut String,
+    args: &Args,
+    backends: &[Backend],
+    sizes: &[usize],
+    r: &Results,
+) {
+    let sizes = sizes.to_vec();
     // Targets.
     let mut misses = Vec::new();
     let _ = writeln!(md, "\n## Targets (issue 8)\n");
@@ -352,14 +371,11 @@ pub fn render(args: &Args, backends: &[Backend], r: &Results) -> String {
                 }
             }
         }
-        server_table(&mut md, args, b, &sizes, r);
-        cas_tables(&mut md, args, b, &sizes, r);
+        server_table(md, args, b, &sizes, r);
+        cas_tables(md, args, b, &sizes, r);
     }
 
-    manager_tables(&mut md, args, backends, &sizes, r);
-    contention_table(&mut md, args, r);
-    sweep_index_table(&mut md, r);
-    md
+    manager_tables(md, args, backends, &sizes, r);
 }
 
 /// Ours' writes and one sweep by the table's sweep index.

@@ -139,12 +139,15 @@ impl<'a> ServerSide<'a> {
                 },
                 None => None,
             };
-            if let Some(key) = target {
-                self.store.expire(&key).await?;
+            if let Some(key) = &target {
+                self.store.expire(key).await?;
             }
-            // The incoming key is known without loading: expire it blindly.
-            if let Some(token) = incoming {
-                self.store.expire(&token.storage_key()).await?;
+            // The incoming key is known without loading: expire it blindly, unless
+            // it is the record just expired (a logout that read its session).
+            if let Some(key) = incoming.map(SessionToken::storage_key)
+                && target.as_ref() != Some(&key)
+            {
+                self.store.expire(&key).await?;
             }
             return Ok((shared.removal_if(had_cookie), None));
         }

@@ -472,6 +472,28 @@ async fn destroy_without_loading_expires_the_record() {
     assert!(stored(&f, &cookie).await.is_none());
 }
 
+/// A logout that reads the session first (to log who leaves, say) removes it with
+/// one store call, as a blind one does: the loaded key is the cookie's key, so
+/// expiring "the loaded record and the cookie's key" is one expire, not two.
+#[tokio::test]
+async fn destroy_after_loading_expires_the_record_once() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    let s = f.manager.session(Some(&cookie));
+    assert_eq!(s.get::<i32>("a").await.unwrap(), Some(1));
+    f.store.take_calls();
+    s.destroy();
+    assert_removed(&f.manager.finish(&s).await.unwrap());
+    assert_eq!(
+        f.store.take_calls(),
+        Calls {
+            expire: 1,
+            ..Calls::default()
+        }
+    );
+    assert!(stored(&f, &cookie).await.is_none());
+}
+
 #[tokio::test]
 async fn cycle_id_moves_the_data_and_kills_the_old_key() {
     let f = fixture();

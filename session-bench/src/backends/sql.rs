@@ -280,7 +280,7 @@ async fn join_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
 }
 
 /// The database name at the end of a URL (`mysql://u:p@h:port/NAME?…`).
-fn database_name(url: &str) -> Result<String, BoxError> {
+pub(crate) fn database_name(url: &str) -> Result<String, BoxError> {
     let path = url.rsplit_once('/').ok_or("no database in the URL")?.1;
     let name = path.split('?').next().unwrap_or_default();
     if name.is_empty() {
