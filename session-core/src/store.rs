@@ -82,10 +82,13 @@ pub struct Capabilities {
     /// server is configured durably).
     pub durable: bool,
     /// [`load_and_touch`](SessionInterface::load_and_touch) is implemented in one
-    /// round trip (and `touch` is supported). The manager then loads a session
-    /// with refresh-each-request through it; without it, it loads and touches
-    /// separately, and only when the refresh is due. Off in [`full`](Self::full):
-    /// the trait's default implementation is two round trips.
+    /// round trip where a refresh is due (and `touch` is supported). The manager then
+    /// loads a session with refresh-each-request through it; without it, it loads and
+    /// touches separately, and only when the refresh is due. A store may still answer
+    /// a call whose bound is before the new deadline (a refresh due only now and then)
+    /// with a plain load and a touch when due, where that is cheaper on its server
+    /// (session-redis does). Off in [`full`](Self::full): the trait's default
+    /// implementation is two round trips.
     pub load_and_touch: bool,
 }
 

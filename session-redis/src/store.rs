@@ -458,6 +458,16 @@ impl SessionInterface for RedisStore {
         expires_at: OffsetDateTime,
         due_before: OffsetDateTime,
     ) -> Result<Option<Refreshed>, Error> {
+        // A bound before the new deadline means a refresh is due only now and then
+        // (with the manager's default threshold, once per half an idle lifetime):
+        // read with a plain GET and touch only when due. The one-step transaction runs
+        // a script on every read, which at 32 tasks cost the single-threaded server
+        // more than the rare second round trip (BENCHMARKS.md, the request mix). A
+        // bound at or after the new deadline makes every live record due (refresh on
+        // every request): then one transaction does both.
+        if due_before < expires_at {
+            return load_then_touch(self, key, expires_at, due_before).await;
+        }
         match self
             .load_and_touch_in_transaction(key, expires_at, due_before)
             .await

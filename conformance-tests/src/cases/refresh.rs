@@ -78,7 +78,7 @@ fn same_record(r: &Refreshed, payload: &[u8], version: u64, what: &str) -> CaseR
     Ok(())
 }
 
-/// A due deadline (before `due_before`) moves, and the answer is the record after the move: new deadline, previous deadline, same payload and version.
+/// A due deadline (before `due_before`, also when `due_before` is the new deadline) moves, and the answer is the record after the move: new deadline, previous deadline, same payload and version.
 pub(crate) async fn load_and_touch_moves_a_due_deadline(ctx: Ctx) -> CaseResult {
     ctx.need_touch()?;
     let caps = ctx.caps();
@@ -117,6 +117,19 @@ pub(crate) async fn load_and_touch_moves_a_due_deadline(ctx: Ctx) -> CaseResult 
             &format!("{what}: load after load_and_touch"),
         )
         .await?;
+        // A bound at the new deadline (refresh on every request): any earlier
+        // deadline is due.
+        let newest = ctx.now() + HOUR * 4;
+        let r = refreshed(s, &k, newest, newest, &what).await?;
+        ensure!(
+            r.touched && near(r.record.expires_at, newest) && near(r.previous_expires_at, new),
+            "{what}: with due_before = expires_at (4 h away) over a deadline 3 h away: touched \
+             {}, expires_at {}, previous {} (expected true, {newest}, {new})",
+            r.touched,
+            r.record.expires_at,
+            r.previous_expires_at
+        );
+        same_record(&r, &payload, v, &what)?;
         // The version is untouched: an update with it still wins.
         let next = s
             .save(&k, &ctx.rec(&b"after"[..], HOUR), update(v))
