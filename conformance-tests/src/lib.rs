@@ -66,6 +66,7 @@ macro_rules! __with_cases {
             delete_expired_empty_returns_zero,
             sweep_spares_records_near_their_deadline,
             sweep_crosses_batch_boundaries,
+            sweep_racing_creates_keeps_new_records,
             capabilities_delete_expired_honest,
             native_ttl_evicts,
             // payload

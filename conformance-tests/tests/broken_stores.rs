@@ -90,6 +90,11 @@ enum Flaw {
     /// `save(Update)` with a deadline not in the future deletes the key without
     /// checking the version (a `SET … PXAT` in the past).
     RemovalSkipsVersionCheck,
+    // Races with the sweep.
+    /// `delete_expired` lists the expired keys, then deletes those keys without
+    /// looking at their deadlines again (a `SELECT` and then `DELETE … WHERE key IN`):
+    /// a record created over an expired one in between is lost.
+    SweepDeletesByStaleListing,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -354,6 +359,21 @@ impl SessionInterface for TestStore {
 
     async fn delete_expired(&self) -> Result<u64, Error> {
         let now = self.clock.now();
+        if self.flaw == Flaw::SweepDeletesByStaleListing {
+            let doomed: Vec<(String, String)> = self
+                .map()
+                .iter()
+                .filter(|(id, e)| id.0 == self.namespace && !self.alive(now, e.expires_at))
+                .map(|(id, _)| id.clone())
+                .collect();
+            // The listing goes stale while the deletes are on their way.
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            let mut map = self.map();
+            for id in &doomed {
+                map.remove(id);
+            }
+            return Ok(doomed.len() as u64);
+        }
         let mut map = self.map();
         let mine = |id: &(String, String)| self.mine(id, Flaw::DeleteExpiredIgnoresNamespace);
         let purge = |e: &Entry| match self.flaw {
@@ -461,6 +481,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::UpdateDropsOffset,
     Flaw::TouchDropsOffset,
     Flaw::RemovalSkipsVersionCheck,
+    Flaw::SweepDeletesByStaleListing,
 ];
 
 /// The flaws only the thorough run catches.
@@ -586,6 +607,10 @@ async fn headline_flaws_trip_their_cases() {
         (
             Flaw::RemovalSkipsVersionCheck,
             "update_into_past_wrong_version_conflicts",
+        ),
+        (
+            Flaw::SweepDeletesByStaleListing,
+            "sweep_racing_creates_keeps_new_records",
         ),
     ];
     let mut missed = Vec::new();

@@ -49,7 +49,7 @@ pub(crate) async fn clock_advanced_expiry(ctx: Ctx) -> CaseResult {
     load_exact(s, &k, b"z", FIRST_VERSION, None, "load of the new record").await
 }
 
-/// With the injected clock, a record is live while `now < expires_at`: one second before its deadline it is there, at the deadline itself it is gone for load, update, touch and `delete_expired`, and its key is free for create.
+/// With the injected clock, a record is live while `now < expires_at`: one second before its deadline it is there, at the deadline itself it is gone for load, load_and_touch, update, touch and `delete_expired`, and its key is free for create.
 ///
 /// (Whole-second deadlines, which every store represents exactly.)
 pub(crate) async fn clock_deadline_is_exclusive(ctx: Ctx) -> CaseResult {
@@ -78,6 +78,21 @@ pub(crate) async fn clock_deadline_is_exclusive(ctx: Ctx) -> CaseResult {
         "load at exactly the deadline (live means now < expires_at)",
     )
     .await?;
+    // A refresh that is not due (the store would hand back what it read) and one
+    // that is (the store would write a new deadline): neither finds a record.
+    for (due_before, what) in [(deadline - HOUR, "not due"), (deadline + HOUR, "due")] {
+        match s.load_and_touch(&k, deadline + HOUR * 2, due_before).await {
+            Ok(None) => {}
+            Ok(Some(r)) => fail!(
+                "load_and_touch ({what}) at exactly the deadline returned a record (version {}, expires_at {})",
+                r.record.version,
+                r.record.expires_at
+            ),
+            Err(e) => fail!(
+                "load_and_touch ({what}) at exactly the deadline: expected None, got Err({e:?})"
+            ),
+        }
+    }
     expect_err!(
         s.save(&k, &ctx.rec(&b"y"[..], HOUR), update(FIRST_VERSION))
             .await,

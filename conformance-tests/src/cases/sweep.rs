@@ -125,6 +125,120 @@ pub(crate) async fn delete_expired_empty_returns_zero(ctx: Ctx) -> CaseResult {
     .await
 }
 
+/// `delete_expired` racing creates over expired keys never removes a record a create wrote.
+///
+/// A sweep that lists the expired keys and then deletes them by key, without
+/// checking each deadline again where it deletes, loses what a create wrote over
+/// such a key in between: an acknowledged write, gone. 64 expired records; four
+/// tasks create over every key while another sweeps again and again.
+pub(crate) async fn sweep_racing_creates_keeps_new_records(ctx: Ctx) -> CaseResult {
+    ctx.need_delete_expired()?;
+    const KEYS: usize = 64;
+    const CREATORS: usize = 4;
+    let s = ctx.store();
+    let mut keys = Vec::with_capacity(KEYS);
+    for _ in 0..KEYS {
+        keys.push(key()?);
+    }
+    // An expired record under every key: written live and then overtaken by the
+    // clock, or (on real time) written an hour past its deadline.
+    let life = if ctx.fx.clock.is_some() {
+        Duration::minutes(10)
+    } else {
+        -HOUR
+    };
+    for (i, k) in keys.iter().enumerate() {
+        s.save(k, &ctx.rec(format!("old {i}"), life), CREATE)
+            .await
+            .or_fail("save(Create) of a record that will be expired")?;
+    }
+    if let Some(clock) = &ctx.fx.clock {
+        clock.advance(HOUR);
+    }
+    let keys = Arc::new(keys);
+    let deadline = ctx.now() + HOUR;
+    let creating = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let barrier = Arc::new(Barrier::new(CREATORS + 1));
+    let sweeper = {
+        let (store, barrier, creating) =
+            (Arc::clone(s), Arc::clone(&barrier), Arc::clone(&creating));
+        tokio::spawn(async move {
+            barrier.wait().await;
+            let (mut sweeps, mut removed) = (0u64, 0u64);
+            // At least once more after the last create has returned.
+            loop {
+                let last = !creating.load(std::sync::atomic::Ordering::Acquire);
+                match store.delete_expired().await {
+                    Ok(n) => removed += n,
+                    Err(e) => return Err(format!("delete_expired #{sweeps}: Err({e:?})")),
+                }
+                sweeps += 1;
+                if last {
+                    return Ok((sweeps, removed));
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut set = JoinSet::new();
+    for t in 0..CREATORS {
+        let (store, barrier, keys) = (Arc::clone(s), Arc::clone(&barrier), Arc::clone(&keys));
+        set.spawn(async move {
+            barrier.wait().await;
+            for i in (t..KEYS).step_by(CREATORS) {
+                let rec = NewRecord {
+                    payload: Bytes::from(format!("new {i}")),
+                    expires_at: deadline,
+                };
+                match store.save(&keys[i], &rec, CREATE).await {
+                    Ok(v) if v == FIRST_VERSION => {}
+                    Ok(v) => {
+                        return Err(format!(
+                            "save(Create) over expired record #{i} returned version {v}, expected {FIRST_VERSION}"
+                        ));
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "save(Create) over expired record #{i}, racing sweeps: expected Ok, got Err({e:?})"
+                        ));
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+            Ok(())
+        });
+    }
+    let created = join_all(set, "creators").await;
+    creating.store(false, std::sync::atomic::Ordering::Release);
+    let swept = sweeper.await;
+    for r in created? {
+        if let Err(msg) = r {
+            fail!("{msg}");
+        }
+    }
+    let (sweeps, removed) = match swept {
+        Ok(Ok(v)) => v,
+        Ok(Err(msg)) => fail!("{msg}"),
+        Err(e) => fail!("the sweeping task failed: {e}"),
+    };
+    ensure!(
+        removed <= KEYS as u64,
+        "{sweeps} sweeps racing creates removed {removed} records; only {KEYS} had expired"
+    );
+    for (i, k) in keys.iter().enumerate() {
+        load_exact(
+            s.as_ref(),
+            k,
+            format!("new {i}").as_bytes(),
+            FIRST_VERSION,
+            Some(deadline),
+            &format!("load of record #{i}, created over an expired one while {sweeps} sweeps ran"),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Native TTL: a record written with a 1.5 s deadline disappears by itself, in real time, within about 6 s.
 pub(crate) async fn native_ttl_evicts(ctx: Ctx) -> CaseResult {
     if !ctx.caps().native_ttl {
