@@ -10,7 +10,7 @@
 //! name it was sealed for.
 
 use session_core::time::OffsetDateTime;
-use session_core::{CookieSealer, Error};
+use session_core::{CookieSealer, Error, Opened};
 use session_crypto::{AEAD_OVERHEAD, Domain, KeyRing};
 
 use crate::format::{FORMAT_ENCRYPTED_V1, encode, header, name_binding, parse};
@@ -57,6 +57,16 @@ impl CookieSealer for EncryptedCookies {
     }
 
     fn open(&self, cookie_name: &str, cookie_value: &str, now: OffsetDateTime) -> Option<Vec<u8>> {
+        self.open_with_deadline(cookie_name, cookie_value, now)
+            .map(|opened| opened.payload)
+    }
+
+    fn open_with_deadline(
+        &self,
+        cookie_name: &str,
+        cookie_value: &str,
+        now: OffsetDateTime,
+    ) -> Option<Opened> {
         let parsed = parse(
             &self.ring,
             FORMAT_ENCRYPTED_V1,
@@ -67,6 +77,7 @@ impl CookieSealer for EncryptedCookies {
         let (header, body) = parsed.bytes.split_at(parsed.header_len);
         let mut ad = name_binding(cookie_name);
         ad.extend_from_slice(header);
-        parsed.key.decrypt(Domain::Cookie, &ad, body)
+        let payload = parsed.key.decrypt(Domain::Cookie, &ad, body)?;
+        Some(Opened::new(payload).with_expires_at(parsed.expires_at))
     }
 }

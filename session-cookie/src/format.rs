@@ -85,6 +85,8 @@ pub(crate) struct Parsed<'a> {
     pub bytes: Vec<u8>,
     /// Length of the header within `bytes`.
     pub header_len: usize,
+    /// The deadline in the header (after `now`, or the value was refused).
+    pub expires_at: OffsetDateTime,
 }
 
 /// Decodes `value` and checks its header; `None` for anything that is not a live
@@ -113,10 +115,15 @@ pub(crate) fn parse<'a>(
         return None;
     }
     let key = ring.get_by_bytes(id)?;
+    // Every deadline a sealer writes came from an OffsetDateTime, so one outside its
+    // range (beyond year 9999) is forged: no session, as the tag check would say.
+    let expires_at =
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(deadline) * 1_000_000).ok()?;
     Some(Parsed {
         key,
         bytes,
         header_len,
+        expires_at,
     })
 }
 

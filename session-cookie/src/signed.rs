@@ -8,7 +8,7 @@
 //! `format`), under the key's signing sub-key.
 
 use session_core::time::OffsetDateTime;
-use session_core::{CookieSealer, Error};
+use session_core::{CookieSealer, Error, Opened};
 use session_crypto::{KeyRing, MAC_LEN};
 
 use crate::format::{FORMAT_SIGNED_V1, encode, header, name_binding, parse};
@@ -53,6 +53,16 @@ impl CookieSealer for SignedCookies {
     }
 
     fn open(&self, cookie_name: &str, cookie_value: &str, now: OffsetDateTime) -> Option<Vec<u8>> {
+        self.open_with_deadline(cookie_name, cookie_value, now)
+            .map(|opened| opened.payload)
+    }
+
+    fn open_with_deadline(
+        &self,
+        cookie_name: &str,
+        cookie_value: &str,
+        now: OffsetDateTime,
+    ) -> Option<Opened> {
         let parsed = parse(&self.ring, FORMAT_SIGNED_V1, cookie_value, now, MAC_LEN)?;
         let mut bytes = parsed.bytes;
         let signed_len = bytes.len() - MAC_LEN;
@@ -65,6 +75,6 @@ impl CookieSealer for SignedCookies {
         }
         bytes.truncate(signed_len);
         bytes.drain(..parsed.header_len);
-        Some(bytes)
+        Some(Opened::new(bytes).with_expires_at(parsed.expires_at))
     }
 }

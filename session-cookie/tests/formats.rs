@@ -62,6 +62,38 @@ fn known_answer_encrypted() {
     assert_eq!(sealed_key_id(ENCRYPTED_KAT).as_deref(), Some("kat-1"));
 }
 
+/// `open_with_deadline` gives the payload `open` gives and the deadline in the
+/// known answers' header; a sealed deadline comes back at millisecond precision
+/// (what the header keeps), for either format.
+#[test]
+fn open_with_deadline_tells_the_sealed_deadline() {
+    let ring = kat_ring();
+    let signed: &dyn CookieSealer = &SignedCookies::new(ring.clone());
+    let encrypted: &dyn CookieSealer = &EncryptedCookies::new(ring);
+    for (sealer, kat) in [(signed, SIGNED_KAT), (encrypted, ENCRYPTED_KAT)] {
+        let opened = sealer
+            .open_with_deadline(NAME, kat, before_deadline())
+            .unwrap();
+        assert_eq!(opened.payload, PAYLOAD);
+        assert_eq!(opened.expires_at, Some(DEADLINE));
+        assert_eq!(sealer.open_with_deadline(NAME, kat, DEADLINE), None);
+        assert_eq!(
+            sealer.open_with_deadline("other", kat, before_deadline()),
+            None
+        );
+
+        let sealed_at = datetime!(2031-06-30 23:59:59.123_456_789 -08:00);
+        let value = sealer.seal(NAME, PAYLOAD, sealed_at).unwrap();
+        let opened = sealer
+            .open_with_deadline(NAME, &value, sealed_at - Duration::days(1))
+            .unwrap();
+        assert_eq!(
+            opened.expires_at,
+            Some(datetime!(2031-07-01 07:59:59.123 UTC))
+        );
+    }
+}
+
 #[test]
 fn layout_of_fresh_values() {
     let ring = KeyRing::new(Key::new("abc", secret(9)).unwrap());

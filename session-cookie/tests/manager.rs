@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use session_cookie::{EncryptedCookies, Key, KeyRing, SignedCookies, sealed_key_id};
 use session_core::time::Duration;
+use session_core::time::macros::datetime;
 use session_core::{
     CookieDecision, CookieSealer, Error, ManualClock, SessionConfig, SessionManager,
 };
@@ -129,6 +130,7 @@ async fn key_rotation() {
     let ring_ba = ring_a.rotated(key("b", 2)).unwrap();
     let ring_b = ring_ba.without("a").unwrap();
     let refresh = SessionConfig::builder()
+        .idle_lifetime(Duration::minutes(30))
         .refresh_each_request(true)
         .build()
         .unwrap();
@@ -151,8 +153,12 @@ async fn key_rotation() {
         let cookie_b = set_cookie(manager_ba.finish(&session).await.unwrap());
         assert_eq!(sealed_key_id(&cookie_b).as_deref(), Some("b"));
 
-        // With refresh-each-request, merely reading re-issues it under B.
-        let refreshing = SessionManager::client_side(ba, refresh.clone());
+        // With refresh-each-request, reading re-issues it under B once the
+        // refresh is due (it gains more than half the idle lifetime).
+        let clock = ManualClock::starting_now();
+        let refreshing =
+            SessionManager::client_side_with_clock(ba, refresh.clone(), clock.shared());
+        clock.advance(Duration::minutes(16));
         let session = refreshing.session(Some(&cookie_a));
         assert_eq!(session.get::<u64>("user_id").await.unwrap(), Some(1));
         let refreshed = set_cookie(refreshing.finish(&session).await.unwrap());
@@ -165,6 +171,68 @@ async fn key_rotation() {
         let session = manager_b.session(Some(&cookie_b));
         assert_eq!(session.get::<u64>("user_id").await.unwrap(), Some(1));
         assert_eq!(session.get::<bool>("seen").await.unwrap(), Some(true));
+    }
+}
+
+/// Write-free sliding expiry holds for cookies too: with refresh on, a read
+/// reseals the cookie (a new `Set-Cookie`) only when that moves its sealed
+/// deadline by more than the threshold share of the idle lifetime (half, 15 of 30
+/// minutes); a change always reseals. Both sealers, permanent and not.
+#[tokio::test]
+async fn a_read_reseals_only_when_the_refresh_gains_more_than_the_threshold() {
+    for permanent in [false, true] {
+        for sealer in sealers(KeyRing::new(key("k", 1))) {
+            // On a whole second: the header keeps milliseconds, and the boundary
+            // below is exact.
+            let clock = ManualClock::new(datetime!(2030-01-01 0:00 UTC));
+            let config = SessionConfig::builder()
+                .idle_lifetime(Duration::minutes(30))
+                .refresh_each_request(true)
+                .permanent(permanent)
+                .build()
+                .unwrap();
+            let manager = SessionManager::client_side_with_clock(sealer, config, clock.shared());
+            let session = manager.session(None);
+            session.insert("user_id", &7u64).await.unwrap();
+            let cookie = set_cookie(manager.finish(&session).await.unwrap());
+            let read = |cookie: String| {
+                let manager = &manager;
+                async move {
+                    let session = manager.session(Some(&cookie));
+                    assert_eq!(session.get::<u64>("user_id").await.unwrap(), Some(7));
+                    manager.finish(&session).await.unwrap()
+                }
+            };
+
+            // At 15 minutes the refresh gains exactly the threshold: not more, so
+            // no reseal.
+            for step in [1, 13, 1] {
+                clock.advance(Duration::minutes(step));
+                assert_eq!(read(cookie.clone()).await, CookieDecision::Leave);
+            }
+            // A change reseals whatever the gain.
+            let session = manager.session(Some(&cookie));
+            session.insert("seen", &true).await.unwrap();
+            assert!(matches!(
+                manager.finish(&session).await.unwrap(),
+                CookieDecision::Set(_)
+            ));
+            // One second more than the threshold: resealed, deadline a full idle
+            // lifetime from now.
+            clock.advance(Duration::seconds(1));
+            let CookieDecision::Set(c) = read(cookie.clone()).await else {
+                panic!("a due refresh reseals")
+            };
+            if permanent {
+                assert_eq!(c.max_age(), Some(Duration::minutes(30)));
+            }
+            let resealed = c.value().to_owned();
+            // The new cookie is not due again for another 15 minutes.
+            clock.advance(Duration::minutes(15));
+            assert_eq!(read(resealed.clone()).await, CookieDecision::Leave);
+            clock.advance(Duration::seconds(1));
+            assert!(matches!(read(resealed).await, CookieDecision::Set(_)));
+        }
     }
 }
 

@@ -24,14 +24,15 @@ impl<'a> ClientSide<'a> {
     /// open (forged, expired, garbage) is no session.
     pub(crate) fn load(&self, sealed: Option<&str>) -> Result<Loaded, Error> {
         let now = self.shared.clock.now();
-        let Some(payload) =
-            sealed.and_then(|v| self.sealer.open(self.shared.config.cookie_name(), v, now))
-        else {
+        let Some(opened) = sealed.and_then(|v| {
+            self.sealer
+                .open_with_deadline(self.shared.config.cookie_name(), v, now)
+        }) else {
             return Ok(self.shared.fresh(now));
         };
         // The payload is authentic, so a decode failure is our own bug or a format
         // from a newer release: a typed error, not a silent logout.
-        let envelope = Envelope::decode(&payload)?;
+        let envelope = Envelope::decode(&opened.payload)?;
         if envelope.meta.absolute_deadline <= now {
             return Ok(self.shared.fresh(now));
         }
@@ -39,6 +40,7 @@ impl<'a> ClientSide<'a> {
         loaded.meta = envelope.meta;
         loaded.data = Arc::new(envelope.data);
         loaded.from_cookie = true;
+        loaded.sealed_expires_at = opened.expires_at;
         Ok(loaded)
     }
 
@@ -63,12 +65,18 @@ impl<'a> ClientSide<'a> {
             loaded.from_cookie = false;
             return Ok((shared.removal_if(gone), Some(loaded)));
         }
-        let refresh = loaded.from_cookie && shared.config.refresh_each_request();
+        let now = shared.clock.now();
+        let expires_at = shared.deadline(&loaded.meta, now);
+        // As for a stored session: a refresh that gains no more than the threshold
+        // leaves the cookie alone. Unknown sealed deadline: always due.
+        let refresh = loaded.from_cookie
+            && shared.config.refresh_each_request()
+            && loaded
+                .sealed_expires_at
+                .is_none_or(|sealed| shared.refresh_due(&loaded.meta, sealed, expires_at));
         if !(loaded.is_modified() || cycle || refresh || !loaded.from_cookie) {
             return Ok((CookieDecision::Leave, Some(loaded)));
         }
-        let now = shared.clock.now();
-        let expires_at = shared.deadline(&loaded.meta, now);
         let value = self.sealer.seal(
             shared.config.cookie_name(),
             &shared.encode(&loaded)?,
@@ -83,6 +91,7 @@ impl<'a> ClientSide<'a> {
             });
         }
         loaded.from_cookie = true;
+        loaded.sealed_expires_at = Some(expires_at);
         Ok((CookieDecision::Set(cookie), Some(loaded)))
     }
 }

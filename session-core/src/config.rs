@@ -174,8 +174,12 @@ impl SessionConfig {
     /// `(1 - share) × idle lifetime`, not the full idle lifetime — with the default
     /// 0.5 and 24 h, a user idle from then on is logged out after 12 to 24 hours.
     /// `0` refreshes whenever the deadline would move at all (every request).
-    /// Server-side sessions only: a client-side session lives in its cookie, which
-    /// a refresh reseals on every request as before. Always `0 <= share < 1` (checked by `build()`).
+    /// Client-side sessions the same way, judged by the deadline sealed in the
+    /// cookie, when the sealer can tell it
+    /// ([`CookieSealer::open_with_deadline`](crate::CookieSealer::open_with_deadline);
+    /// `session-cookie`'s sealers can). With a sealer that cannot, a refresh
+    /// reseals the cookie on every request. Always `0 <= share < 1` (checked by
+    /// `build()`).
     pub fn refresh_threshold(&self) -> f64 {
         self.refresh_threshold.0
     }

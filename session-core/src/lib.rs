@@ -24,7 +24,7 @@ pub use config::{SameSite, SessionConfig, SessionConfigBuilder};
 pub use decision::CookieDecision;
 pub use error::{BoxError, ConfigError, DecodeError, Error, JsonError, JsonErrorKind};
 pub use manager::SessionManager;
-pub use sealer::{CookieSealer, MAX_SET_COOKIE_BYTES};
+pub use sealer::{CookieSealer, MAX_SET_COOKIE_BYTES, Opened};
 pub use session::Session;
 pub use store::{
     Capabilities, FIRST_VERSION, NewRecord, Refreshed, SaveMode, SessionInterface, StoredRecord,

@@ -40,6 +40,7 @@ impl Shared {
         Loaded {
             existing: None,
             from_cookie: false,
+            sealed_expires_at: None,
             meta: Meta {
                 created_at: now,
                 absolute_deadline: saturating_add(now, self.config.absolute_lifetime()),

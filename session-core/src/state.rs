@@ -57,6 +57,9 @@ pub(crate) struct Loaded {
     pub existing: Option<Existing>,
     /// A client-side session that came with the request's cookie.
     pub from_cookie: bool,
+    /// The deadline sealed in that cookie, when the sealer tells it
+    /// ([`CookieSealer::open_with_deadline`](crate::CookieSealer::open_with_deadline)).
+    pub sealed_expires_at: Option<OffsetDateTime>,
     pub meta: Meta,
     /// The current values: loaded data with this request's changes applied. Shared
     /// (copy on write): `finish` snapshots the session without copying every value,
@@ -142,6 +145,7 @@ pub(crate) fn loaded_from_record(existing: Existing, envelope: Envelope) -> Load
     Loaded {
         existing: Some(existing),
         from_cookie: false,
+        sealed_expires_at: None,
         meta: envelope.meta,
         data: Arc::new(envelope.data),
         changes: BTreeMap::new(),

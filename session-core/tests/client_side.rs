@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use session_core::time::{Duration, OffsetDateTime};
 use session_core::{
-    Clock, CookieDecision, CookieSealer, Error, ManualClock, SessionConfig, SessionManager,
+    Clock, CookieDecision, CookieSealer, Error, ManualClock, Opened, SessionConfig, SessionManager,
 };
 
 /// A test-only sealer: base64url of `cookie-name|deadline-millis|payload`, no
@@ -32,17 +32,54 @@ impl CookieSealer for PlainSealer {
     }
 
     fn open(&self, cookie_name: &str, cookie_value: &str, now: OffsetDateTime) -> Option<Vec<u8>> {
+        self.open_with_deadline(cookie_name, cookie_value, now)
+            .map(|opened| opened.payload)
+    }
+
+    fn open_with_deadline(
+        &self,
+        cookie_name: &str,
+        cookie_value: &str,
+        now: OffsetDateTime,
+    ) -> Option<Opened> {
         let bytes = URL_SAFE_NO_PAD.decode(cookie_value).ok()?;
         let bytes = bytes.strip_prefix(format!("{cookie_name}|").as_bytes())?;
         let split = bytes.iter().position(|&b| b == b'|')?;
         let millis: i128 = std::str::from_utf8(&bytes[..split]).ok()?.parse().ok()?;
-        (millis * 1_000_000 > now.unix_timestamp_nanos()).then(|| bytes[split + 1..].to_vec())
+        let deadline = OffsetDateTime::from_unix_timestamp_nanos(millis * 1_000_000).ok()?;
+        (deadline > now).then(|| Opened::new(bytes[split + 1..].to_vec()).with_expires_at(deadline))
+    }
+}
+
+/// The same values, from a sealer that implements only `open`: the manager cannot
+/// tell the sealed deadline (the trait's default `open_with_deadline`).
+struct BlindSealer;
+
+impl CookieSealer for BlindSealer {
+    fn seal(
+        &self,
+        cookie_name: &str,
+        payload: &[u8],
+        expires_at: OffsetDateTime,
+    ) -> Result<String, Error> {
+        PlainSealer.seal(cookie_name, payload, expires_at)
+    }
+
+    fn open(&self, cookie_name: &str, cookie_value: &str, now: OffsetDateTime) -> Option<Vec<u8>> {
+        PlainSealer.open(cookie_name, cookie_value, now)
     }
 }
 
 fn manager(config: SessionConfig) -> (ManualClock, SessionManager) {
+    manager_over(Arc::new(PlainSealer), config)
+}
+
+fn manager_over(
+    sealer: Arc<dyn CookieSealer>,
+    config: SessionConfig,
+) -> (ManualClock, SessionManager) {
     let clock = ManualClock::new(session_core::time::macros::datetime!(2030-01-01 0:00 UTC));
-    let m = SessionManager::client_side_with_clock(Arc::new(PlainSealer), config, clock.shared());
+    let m = SessionManager::client_side_with_clock(sealer, config, clock.shared());
     (clock, m)
 }
 
@@ -125,7 +162,8 @@ async fn refresh_reseals_and_destroy_removes() {
     let s = m.session(None);
     s.insert("a", &1).await.unwrap();
     let first = set(m.finish(&s).await.unwrap());
-    clock.advance(Duration::hours(1));
+    // Past half the idle lifetime (the default threshold): the refresh is due.
+    clock.advance(Duration::hours(13));
     let s = m.session(Some(&first));
     s.get::<i32>("a").await.unwrap();
     let CookieDecision::Set(c) = m.finish(&s).await.unwrap() else {
@@ -194,4 +232,66 @@ async fn the_first_cookie_that_opens_wins_over_planted_garbage() {
         m.finish(&s).await.unwrap(),
         CookieDecision::Remove(_)
     ));
+}
+
+/// `refresh_threshold` for a client-side session: a read reseals (a new
+/// `Set-Cookie`) only when the new deadline gains more than the threshold share of
+/// the idle lifetime over the one sealed in the cookie; the threshold 0 reseals
+/// whenever the deadline moves; a sealer that cannot tell the sealed deadline gets
+/// a reseal on every refreshed request, as before the threshold existed.
+#[tokio::test]
+async fn a_read_reseals_the_cookie_only_when_the_refresh_is_due() {
+    let config = |threshold: f64| {
+        SessionConfig::builder()
+            .refresh_each_request(true)
+            .refresh_threshold(threshold)
+            .build()
+            .unwrap()
+    };
+    let visit = |m: &SessionManager, cookie: &str| {
+        let s = m.session(Some(cookie));
+        let m = m.clone();
+        async move {
+            assert_eq!(s.get::<i32>("a").await.unwrap(), Some(1));
+            m.finish(&s).await.unwrap()
+        }
+    };
+    // (sealer, threshold, seconds after the seal, resealed?)
+    let plain: Arc<dyn CookieSealer> = Arc::new(PlainSealer);
+    let blind: Arc<dyn CookieSealer> = Arc::new(BlindSealer);
+    let cases = [
+        (&plain, 0.5, 1, false),
+        (&plain, 0.5, 12 * 3600, false),
+        (&plain, 0.5, 12 * 3600 + 1, true),
+        (&plain, 0.25, 6 * 3600 + 1, true),
+        (&plain, 0.0, 0, false),
+        (&plain, 0.0, 1, true),
+        (&blind, 0.5, 1, true),
+        (&blind, 0.5, 0, true),
+    ];
+    for (sealer, threshold, after, resealed) in cases {
+        let (clock, m) = manager_over(Arc::clone(sealer), config(threshold));
+        let s = m.session(None);
+        s.insert("a", &1).await.unwrap();
+        let cookie = set(m.finish(&s).await.unwrap());
+        clock.advance(Duration::seconds(after));
+        let decision = visit(&m, &cookie).await;
+        let case = format!("threshold {threshold}, {after} s later");
+        match decision {
+            CookieDecision::Set(c) => {
+                assert!(resealed, "{case}: resealed");
+                // Resealed with a full idle lifetime from now; the next visit in
+                // the same instant has nothing to gain.
+                let opened = PlainSealer
+                    .open_with_deadline("session_id", c.value(), clock.now())
+                    .unwrap();
+                assert_eq!(opened.expires_at, Some(clock.now() + Duration::hours(24)));
+                if Arc::ptr_eq(sealer, &plain) {
+                    assert_eq!(visit(&m, c.value()).await, CookieDecision::Leave, "{case}");
+                }
+            }
+            CookieDecision::Leave => assert!(!resealed, "{case}: left alone"),
+            other => panic!("{case}: {other:?}"),
+        }
+    }
 }

@@ -471,6 +471,7 @@ async fn session_page(
         ("absolute lifetime", c.absolute_lifetime().to_string()),
         ("permanent", c.permanent().to_string()),
         ("refresh each request", c.refresh_each_request().to_string()),
+        ("refresh threshold", c.refresh_threshold().to_string()),
     ];
     let view = html::SessionView {
         expires_at: &expires_at,

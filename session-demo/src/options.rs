@@ -122,6 +122,12 @@ pub struct Options {
           default_value = "false")]
     pub refresh_each_request: bool,
 
+    /// With refresh each request: the share of the idle lifetime a refresh must
+    /// gain before it is written (0 ≤ share < 1; 0 refreshes on every request).
+    #[arg(long, env = "SESSION_REFRESH_THRESHOLD",
+          default_value_t = SessionConfig::DEFAULT_REFRESH_THRESHOLD)]
+    pub refresh_threshold: f64,
+
     /// Largest encoded session that is saved, in bytes.
     #[arg(long, env = "SESSION_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]
     pub max_payload_bytes: usize,
@@ -221,6 +227,7 @@ impl std::fmt::Debug for Options {
             .field("absolute_lifetime", &self.absolute_lifetime)
             .field("permanent", &self.permanent)
             .field("refresh_each_request", &self.refresh_each_request)
+            .field("refresh_threshold", &self.refresh_threshold)
             .field("max_payload_bytes", &self.max_payload_bytes)
             .field("save_attempts", &self.save_attempts)
             .field("rotate_every", &self.rotate_every)
@@ -366,6 +373,7 @@ impl Options {
             .absolute_lifetime(self.absolute_lifetime)
             .permanent(self.permanent)
             .refresh_each_request(self.refresh_each_request)
+            .refresh_threshold(self.refresh_threshold)
             .max_payload_bytes(self.max_payload_bytes)
             .save_attempts(self.save_attempts)
             .rotate_every(self.rotate_every)
@@ -461,6 +469,8 @@ mod tests {
             "2h",
             "--permanent",
             "--refresh-each-request=yes",
+            "--refresh-threshold",
+            "0.25",
             "--max-payload-bytes",
             "4096",
             "--save-attempts",
@@ -480,6 +490,7 @@ mod tests {
         assert_eq!(c.idle_lifetime(), Duration::minutes(30));
         assert_eq!(c.absolute_lifetime(), Duration::hours(2));
         assert!(c.permanent() && c.refresh_each_request());
+        assert_eq!(c.refresh_threshold(), 0.25);
         assert_eq!((c.max_payload_bytes(), c.save_attempts()), (4096, 3));
         assert_eq!(c.rotate_every(), Some(Duration::hours(1)));
         assert_eq!(c.rotation_grace(), Duration::seconds(5));

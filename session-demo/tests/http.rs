@@ -65,6 +65,10 @@ macro_rules! backends {
                 super::forged_cookies_get_a_fresh_session(BACKEND).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn refreshed_reads_reissue_the_cookie_only_when_due() {
+                super::refreshed_reads_reissue_the_cookie_only_when_due(BACKEND).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn fifty_concurrent_additions_all_survive() {
                 super::fifty_concurrent_additions(BACKEND, false).await;
             }
@@ -259,6 +263,52 @@ async fn login_cart_logout_flow(backend: Backend) {
 }
 
 /// The `Set-Cookie` value of a response (exactly one expected).
+/// Write-free sliding expiry over HTTP: with refresh on and a permanent session
+/// (whose refresh would send a new `Set-Cookie` with `Max-Age`), reads that gain
+/// no more than the default threshold (half the idle lifetime) send no session
+/// cookie — on server-side backends and on cookie sessions alike — while the
+/// threshold 0 re-issues it on every read.
+async fn refreshed_reads_reissue_the_cookie_only_when_due(backend: Backend) {
+    for (threshold, reissued) in [("0.5", false), ("0", true)] {
+        let flags = [
+            "--permanent",
+            "--refresh-each-request",
+            "--refresh-threshold",
+            threshold,
+        ];
+        let Some(demo) = backend.start(&flags).await else {
+            return;
+        };
+        let (client, jar) = browser();
+        login(&demo, &client, "carol").await;
+        assert!(session_cookie(&jar, &demo.url).is_some());
+        let raw = raw_client(jar);
+        for read in 0..3 {
+            // Two milliseconds at least between reads, so each refresh would move
+            // the deadline past the millisecond a store or a cookie keeps.
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            let response = raw.get(demo.at("/")).send().await.unwrap();
+            let session_cookies = response
+                .headers()
+                .get_all(SET_COOKIE)
+                .iter()
+                .filter(|h| h.to_str().is_ok_and(|h| h.starts_with("session_id=")))
+                .count();
+            let page = response.text().await.unwrap();
+            assert_eq!(
+                by_id(&page, "greeting"),
+                Some("Welcome back, carol."),
+                "read {read}"
+            );
+            assert_eq!(
+                session_cookies,
+                usize::from(reissued),
+                "threshold {threshold}, read {read}"
+            );
+        }
+    }
+}
+
 fn set_cookie(response: &reqwest::Response) -> String {
     let mut all = response.headers().get_all(SET_COOKIE).iter();
     let first = all.next().expect("a Set-Cookie header");
