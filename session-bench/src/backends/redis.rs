@@ -265,7 +265,7 @@ pub async fn contestants(
         extra: vec![
             Extra {
                 who: Who::FairCas,
-                ops: &[Op::Cycle, Op::Update, Op::Touch],
+                ops: &[Op::Cycle, Op::Load, Op::Update, Op::Touch],
                 run: probed(runner(fair), conn.clone()),
             },
             Extra {

@@ -5,7 +5,12 @@
 //!   a plain `GET` where the caller needs the record, then one minimal `EVALSHA` that
 //!   compares an 8-byte version header and `SET`s with `PXAT`; all on one shared
 //!   multiplexed connection, like ours. Its touch is a minimal script that checks
-//!   the key exists and `PEXPIREAT`s it.
+//!   the key exists and `PEXPIREAT`s it. That touch leaves the record alone, so the
+//!   deadline lives in the key's TTL only, and a correct load (which must return
+//!   the deadline with the record) is `GET` + `PEXPIRETIME`, pipelined in one round
+//!   trip: the fair load. Ours keeps the deadline inside the record instead — a
+//!   plain `GET` loads, and a touch also rewrites those 8 bytes — so its load and
+//!   touch are measured against this pair together.
 //! - [`WatchCas`]: the same compare-and-set without a script: `WATCH key` +
 //!   `GETRANGE key 0 7` (the version header only), then `MULTI` / `SET … PXAT` /
 //!   `EXEC`, each pair pipelined. `WATCH` belongs to a connection, so every task has
@@ -224,7 +229,23 @@ impl Contestant for FairCas {
                     return Err("vanished".into());
                 }
             }
-            Op::Load | Op::Create => return Err("not a compare-and-set".into()),
+            Op::Load => {
+                // Pipelined, not `MULTI`/`EXEC`: the cheapest way to read both, even
+                // though a write between the two can pair a record with another
+                // version's deadline (a limit need not be a snapshot).
+                let (got, deadline): (Option<Vec<u8>>, i64) = redis::pipe()
+                    .cmd("GET")
+                    .arg(&s.keys[slot])
+                    .cmd("PEXPIRETIME")
+                    .arg(&s.keys[slot])
+                    .query_async(&mut self.conn.clone())
+                    .await?;
+                version_of(&got.ok_or("vanished")?)?;
+                if deadline < 0 {
+                    return Err("no deadline".into());
+                }
+            }
+            Op::Create => return Err("not a compare-and-set".into()),
         }
         Ok(())
     }
@@ -373,6 +394,7 @@ mod tests {
             assert_eq!(s.versions[0].load(Ordering::Relaxed), 3);
         }
         fair.op(Op::Touch, 0, 0).await?;
+        fair.op(Op::Load, 0, 0).await?;
 
         // Someone else wrote version 9: both refuse, and the record stays theirs.
         let mut c = conn.clone();
@@ -392,9 +414,10 @@ mod tests {
             assert_eq!(&got[VERSION_LEN..], b"theirs");
         }
 
-        // The touch of an absent key moves nothing and says so.
+        // The touch of an absent key moves nothing and says so; its load finds nothing.
         fair.teardown().await?;
         assert!(fair.op(Op::Touch, 0, 0).await.is_err());
+        assert!(fair.op(Op::Load, 0, 0).await.is_err());
         watch.teardown().await?;
         Ok(())
     }
