@@ -167,6 +167,12 @@ where
 }
 
 impl FileStore {
+    /// The shared state, for the sweep's unit tests.
+    #[cfg(test)]
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
     /// Opens a store in `dir` with the default settings (system clock, in-place
     /// touch, only a directory of this process's user or root that no one else can
     /// write to). Same as `FileStore::builder(dir).open()`.

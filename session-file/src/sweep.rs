@@ -124,6 +124,12 @@ fn sweep_batch(inner: &Inner, shard: usize, batch: &[(StorageKey, Found)]) -> Re
         if !needs_lock(dir, key, *found, now) {
             continue;
         }
+        #[cfg(test)]
+        tests::BETWEEN_LOOK_AND_LOCK.with_borrow_mut(|hook| {
+            if let Some(hook) = hook {
+                hook(key);
+            }
+        });
         let Some(_guard) = inner.locks.try_lock(key) else {
             continue;
         };
@@ -158,4 +164,80 @@ fn sweep_batch(inner: &Inner, shard: usize, batch: &[(StorageKey, Found)]) -> Re
         fsio::sync_dir(dir)?;
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::cell::RefCell;
+
+    use session_core::time::{Duration, macros::datetime};
+    use session_core::{
+        Bytes, Clock, ManualClock, NewRecord, SaveMode, SessionInterface, SessionToken,
+    };
+
+    use super::*;
+    use crate::FileStore;
+
+    /// A hook at the race window of `sweep_batch`: after the lock-free look said
+    /// "expired", before the key's locks are taken. Per thread, so a test that
+    /// calls `sweep_batch` on its own thread sees only its own hook.
+    type Hook = Box<dyn FnMut(&StorageKey)>;
+    thread_local! {
+        pub(crate) static BETWEEN_LOOK_AND_LOCK: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// A create that lands between the sweep's lock-free look at an expired record
+    /// and its lock replaces that record with a live one: the re-check under the
+    /// lock must see it and keep it. (The suite's `sweep_racing_creates_keeps_new_records`
+    /// races the same way but cannot hit a window of microseconds; this places the
+    /// create inside it.)
+    #[test]
+    fn a_create_between_the_look_and_the_lock_is_kept() -> Result<(), Error> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::retryable)?;
+        let dir = tempfile::tempdir().map_err(Error::retryable)?;
+        let clock = ManualClock::new(datetime!(2030-01-01 0:00 UTC));
+        let store: FileStore =
+            rt.block_on(FileStore::builder(dir.path()).clock(clock.shared()).open())?;
+        let key = SessionToken::generate()?.storage_key();
+        let record = |payload: &'static [u8], expires_at| NewRecord {
+            payload: Bytes::from_static(payload),
+            expires_at,
+        };
+        let old = record(b"old", clock.now() + Duration::seconds(1));
+        rt.block_on(store.save(&key, &old, SaveMode::Create))?;
+        clock.advance(Duration::seconds(2));
+
+        let shard = layout::shard_index(&key);
+        let batch: Vec<_> = list_shard(store.inner(), shard)?
+            .into_iter()
+            .filter(|(k, _)| *k == key)
+            .collect();
+        assert_eq!(batch.len(), 1);
+
+        let (creator, handle, raced) = (store.clone(), rt.handle().clone(), key.clone());
+        let new = record(b"new", clock.now() + Duration::hours(1));
+        BETWEEN_LOOK_AND_LOCK.with_borrow_mut(|hook| {
+            *hook = Some(Box::new(move |k: &StorageKey| {
+                if *k == raced {
+                    let created = handle.block_on(creator.save(k, &new, SaveMode::Create));
+                    assert!(
+                        matches!(created, Ok(1)),
+                        "the create over the expired record"
+                    );
+                }
+            }));
+        });
+        let removed = sweep_batch(store.inner(), shard, &batch);
+        BETWEEN_LOOK_AND_LOCK.with_borrow_mut(|hook| *hook = None);
+
+        assert_eq!(removed?, 0);
+        let kept = rt
+            .block_on(store.load(&key))?
+            .expect("the new record survives the sweep");
+        assert_eq!(kept.payload.as_ref(), b"new");
+        Ok(())
+    }
 }
