@@ -8,6 +8,7 @@ mod config;
 mod decision;
 mod error;
 mod manager;
+mod pinned;
 mod queue;
 mod rotation;
 mod sealer;

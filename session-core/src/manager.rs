@@ -7,6 +7,7 @@ use cookie::Cookie;
 
 use crate::client_side::ClientSide;
 use crate::decision::CookieDecision;
+use crate::pinned::Pinned;
 use crate::sealer::{CookieSealer, MAX_SET_COOKIE_BYTES};
 use crate::server_side::ServerSide;
 use crate::session::Inner;
@@ -101,6 +102,7 @@ impl SessionManager {
                 config,
                 clock,
                 queue: Arc::default(),
+                pinned: Pinned::default(),
             }),
         }
     }

@@ -196,7 +196,7 @@ impl<'a> ServerSide<'a> {
         let now = self.shared.clock.now();
         if let Some(token) = incoming {
             let joined = self.shared.queue.join(token);
-            if let Some(mut found) = self.find(token, self.one_step(now)).await? {
+            if let Some(mut found) = self.find(token, self.one_step(token, now)).await? {
                 let via = found.via.clone();
                 let first = found.refreshed.take();
                 let (existing, envelope) = found.into_parts();
@@ -218,11 +218,16 @@ impl<'a> ServerSide<'a> {
 
     /// The one-step refresh to load with, when refresh-each-request is on and the
     /// store does it in one round trip: the configured idle lifetime from `now`,
-    /// due when that gains more than the threshold.
-    fn one_step(&self, now: OffsetDateTime) -> Option<OneStep> {
+    /// due when that gains more than the threshold. Not for a session whose
+    /// one-step refresh this manager had to correct before (see `pinned`): its own
+    /// deadline is shorter, and a plain load refreshes it only when due.
+    fn one_step(&self, token: &SessionToken, now: OffsetDateTime) -> Option<OneStep> {
         let config = &self.shared.config;
         let caps = self.store.capabilities();
         if !(config.refresh_each_request() && caps.load_and_touch && caps.touch) {
+            return None;
+        }
+        if self.shared.pinned.contains(&token.storage_key()) {
             return None;
         }
         let idle = config.idle_lifetime();
@@ -255,6 +260,7 @@ impl<'a> ServerSide<'a> {
         let target = if due { own } else { first.previous };
         existing.expires_at = first.now_expires_at;
         if first.touched && target != first.sent {
+            self.shared.pinned.insert(&existing.key);
             if !self.store.touch(&existing.key, target).await? {
                 return Ok(false);
             }
@@ -285,7 +291,9 @@ impl<'a> ServerSide<'a> {
             }
             other => {
                 // Not a session, or not this record: restore the deadline first.
-                self.store.touch(&token.storage_key(), hop.previous).await?;
+                let key = token.storage_key();
+                self.shared.pinned.insert(&key);
+                self.store.touch(&key, hop.previous).await?;
                 other
             }
         }

@@ -12,6 +12,7 @@ use crate::clock::saturating_add;
 use crate::codec::{Envelope, Meta};
 use crate::config::SameSite;
 use crate::decision::CookieDecision;
+use crate::pinned::Pinned;
 use crate::queue::Queue;
 use crate::sealer::CookieSealer;
 use crate::state::Loaded;
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub clock: SharedClock,
     /// One writer per session at a time within this manager.
     pub queue: Arc<Queue>,
+    /// Sessions whose one-step refresh had to be corrected: loaded in two steps.
+    pub pinned: Pinned,
 }
 
 impl Shared {

@@ -233,8 +233,10 @@ pub trait SessionInterface: Send + Sync + 'static {
     /// happens for a rotation pointer or an unreadable record: their deadline is
     /// put back, so a pointer's grace window never grows. The cap therefore holds;
     /// the cost is a second write for such sessions (in the last stretch of the
-    /// absolute lifetime, or with a per-session idle lifetime much shorter or
-    /// longer than the configured one).
+    /// absolute lifetime, or with a per-session idle lifetime much shorter than
+    /// the configured one), and only once per session and manager: the manager
+    /// remembers a session it corrected and loads it with [`load`](Self::load)
+    /// afterwards.
     ///
     /// **The default implementation** is [`load`](Self::load), then — only when the
     /// loaded deadline is before `due_before` and the store declares

@@ -1387,15 +1387,16 @@ async fn a_one_step_refresh_is_corrected_to_the_absolute_deadline() {
     let created = f.clock.now();
     let cap = created + Duration::hours(3);
     let cookie = new_session(&f, &[("a", 1)]).await;
-    let mut touches = 0;
+    let (mut touches, mut one_step_loads) = (0, 0);
     // Every 10 minutes until just before the cap: the deadline follows the idle
     // lifetime in half-hour steps and never passes the cap.
     for step in 1..18 {
         f.clock.advance(Duration::minutes(10));
         assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
         let calls = f.store.take_calls();
-        assert_eq!(calls.load_and_touch, 1);
-        assert_eq!((calls.load, calls.update), (0, 0));
+        assert_eq!(calls.load_and_touch + calls.load, 1, "step {step}");
+        assert_eq!(calls.update, 0);
+        one_step_loads += calls.load_and_touch;
         touches += calls.touch;
         let rec = stored(&f, &cookie).await.unwrap();
         assert!(rec.expires_at <= cap, "step {step}");
@@ -1405,9 +1406,12 @@ async fn a_one_step_refresh_is_corrected_to_the_absolute_deadline() {
             "step {step}: {left}"
         );
     }
-    // Corrections happen only where the store's idle deadline passed the cap: at
-    // 2 h 40 and 2 h 50 (at 2 h the store's deadline was the cap exactly).
-    assert_eq!(touches, 2, "corrective touches");
+    // A correction happens where the store's idle deadline first passed the cap,
+    // at 2 h 40 (at 2 h the store's deadline was the cap exactly); the manager
+    // then remembers the session and loads it in two steps, so 2 h 50 (nothing
+    // due: the deadline is the cap) writes nothing.
+    assert_eq!(touches, 1, "corrective touches");
+    assert_eq!(one_step_loads, 16, "one-step loads before the correction");
     assert_eq!(stored(&f, &cookie).await.unwrap().expires_at, cap);
     f.clock.advance(Duration::minutes(11));
     assert!(!f.manager.session(Some(&cookie)).exists().await.unwrap());
@@ -1428,16 +1432,68 @@ async fn a_one_step_refresh_honours_a_shorter_per_session_idle_lifetime() {
         .unwrap();
     let cookie = set_value(&f.manager.finish(&s).await.unwrap());
     f.store.take_calls();
-    for _ in 0..5 {
+    for read in 0..5 {
         f.clock.advance(Duration::minutes(6));
         assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
         let calls = f.store.take_calls();
-        assert_eq!((calls.load_and_touch, calls.touch), (1, 1), "{calls:?}");
+        // The first read moves the deadline a full configured idle lifetime and
+        // corrects it; the manager remembers that and loads in two steps after,
+        // touching when due (6 of 10 minutes gained, over the half threshold).
+        let expected = if read == 0 { (1, 0, 1) } else { (0, 1, 1) };
+        assert_eq!(
+            (calls.load_and_touch, calls.load, calls.touch),
+            expected,
+            "read {read}: {calls:?}"
+        );
         let rec = stored(&f, &cookie).await.unwrap();
         assert_eq!(rec.expires_at, f.clock.now() + Duration::minutes(10));
     }
     f.clock.advance(Duration::minutes(11));
     assert!(!f.manager.session(Some(&cookie)).exists().await.unwrap());
+}
+
+/// Write-free sliding expiry holds for a session with a shorter idle lifetime of
+/// its own on a one-step store too: a request a second for ten minutes writes
+/// only the first read's correction and the refreshes that are due (one per half
+/// of its 10-minute idle lifetime), not two writes per request; and its deadline
+/// is never further than its own idle lifetime once a request has ended.
+#[tokio::test]
+async fn a_shorter_per_session_idle_lifetime_keeps_reads_write_free() {
+    let f = one_step_fixture(
+        SessionConfig::builder()
+            .refresh_each_request(true)
+            .build()
+            .unwrap(),
+    );
+    let s = f.manager.session(None);
+    s.insert("a", &1).await.unwrap();
+    s.set_idle_lifetime(Some(Duration::minutes(10)))
+        .await
+        .unwrap();
+    let cookie = set_value(&f.manager.finish(&s).await.unwrap());
+    f.store.take_calls();
+    let (mut one_step, mut touches) = (0, 0);
+    for second in 1..=600 {
+        f.clock.advance(Duration::seconds(1));
+        assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
+        let calls = f.store.take_calls();
+        assert_eq!(calls.update, 0);
+        one_step += calls.load_and_touch;
+        touches += calls.touch;
+        let rec = stored(&f, &cookie).await.unwrap();
+        assert!(
+            rec.expires_at <= f.clock.now() + Duration::minutes(10),
+            "second {second}"
+        );
+    }
+    // The first read: the one-step write and its correction. After it, a
+    // refresh is due only once it gains more than 5 minutes (half of 10): at most
+    // two in the ten minutes left.
+    assert_eq!(one_step, 1, "one-step loads");
+    assert!(
+        (1..=3).contains(&touches),
+        "{touches} touches in 600 requests"
+    );
 }
 
 #[tokio::test]
