@@ -68,6 +68,18 @@ impl Kind {
 /// 2.5% logins — while every read and change finds a session.
 const WEIGHTS: [u64; 3] = [32, 6, 1];
 
+/// The fewest store calls per request this mix allows a server-side store that
+/// keeps the no-lost-update promise: a read is one call (the load, with the refresh
+/// in it where due), a change two (its handler reads the session, and the
+/// compare-and-set needs the version that load returned), a login one (a create)
+/// and a logout one (an expire). Weighted by the long-run shares of [`WEIGHTS`]:
+/// (32 + 2 × 6 + 1 + 1) / 40 = 1.15.
+pub fn calls_floor() -> f64 {
+    let [read, change, logout] = WEIGHTS.map(|w| w as f64);
+    let login = logout;
+    (read + 2.0 * change + logout + login) / (read + change + logout + login)
+}
+
 /// The next request of a user who is signed in or not.
 pub fn next_kind(rng: &mut Rng, signed_in: bool) -> Kind {
     if !signed_in {

@@ -240,6 +240,16 @@ pub fn render(md: &mut String, args: &Args, rows: &[Row]) {
             );
         }
     }
+    let floor = super::calls_floor();
+    if floor > CALLS_TARGET {
+        let _ = writeln!(
+            md,
+            "\nNo store can meet ≤ {CALLS_TARGET} store calls/request on this mix: its floor \
+             is {floor:.3} (reads 1, logins 1, logouts 1, and changes 2, because a change's \
+             handler reads the session and its compare-and-set needs the version that load \
+             returned)."
+        );
+    }
 }
 
 fn verdict(ok: bool) -> &'static str {

@@ -124,3 +124,15 @@ async fn store_calls_per_kind_on_both_layers() {
     assert_eq!(c.method(Kind::Logout, Method::Delete), 1);
     assert_eq!((c.total_calls(), c.untagged()), (11, 0));
 }
+
+/// The floor the report states: reads, logins and logouts one call, changes two,
+/// at the long-run shares of the stream above.
+#[test]
+fn the_calls_floor_of_the_mix_is_1_15() {
+    let weighted = 0.80 * 1.0 + 0.15 * 2.0 + 0.025 * 1.0 + 0.025 * 1.0;
+    assert!(
+        (calls_floor() - weighted).abs() < 1e-12,
+        "{}",
+        calls_floor()
+    );
+}
