@@ -11,8 +11,8 @@ use conformance_tests::{
 };
 use session_core::time::{Duration, OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use session_core::{
-    BoxError, Bytes, Capabilities, Clock, Error, FIRST_VERSION, ManualClock, NewRecord, SaveMode,
-    SessionInterface, StorageKey, StoredRecord, Version,
+    BoxError, Bytes, Capabilities, Clock, Error, FIRST_VERSION, ManualClock, NewRecord, Refreshed,
+    SaveMode, SessionInterface, StorageKey, StoredRecord, Version, load_then_touch,
 };
 
 /// One way a store can be wrong.
@@ -95,6 +95,11 @@ enum Flaw {
     /// looking at their deadlines again (a `SELECT` and then `DELETE … WHERE key IN`):
     /// a record created over an expired one in between is lost.
     SweepDeletesByStaleListing,
+    // Which path a refresh takes.
+    /// `load_and_touch` with `due_before` at or after the new deadline moves the
+    /// deadline of every live record, due or not (reading "refresh on every request"
+    /// as "always due"), so a later deadline is cut short.
+    LoadAndTouchAlwaysDueWithLateBound,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -357,6 +362,30 @@ impl SessionInterface for TestStore {
         }
     }
 
+    async fn load_and_touch(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        due_before: OffsetDateTime,
+    ) -> Result<Option<Refreshed>, Error> {
+        if self.flaw == Flaw::LoadAndTouchAlwaysDueWithLateBound && due_before >= expires_at {
+            let Some(mut record) = self.load(key).await? else {
+                return Ok(None);
+            };
+            let previous_expires_at = record.expires_at;
+            if !self.touch(key, expires_at).await? {
+                return Ok(None);
+            }
+            record.expires_at = expires_at;
+            return Ok(Some(Refreshed {
+                record,
+                previous_expires_at,
+                touched: true,
+            }));
+        }
+        load_then_touch(self, key, expires_at, due_before).await
+    }
+
     async fn delete_expired(&self) -> Result<u64, Error> {
         let now = self.clock.now();
         if self.flaw == Flaw::SweepDeletesByStaleListing {
@@ -482,6 +511,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::TouchDropsOffset,
     Flaw::RemovalSkipsVersionCheck,
     Flaw::SweepDeletesByStaleListing,
+    Flaw::LoadAndTouchAlwaysDueWithLateBound,
 ];
 
 /// The flaws only the thorough run catches.
@@ -611,6 +641,10 @@ async fn headline_flaws_trip_their_cases() {
         (
             Flaw::SweepDeletesByStaleListing,
             "sweep_racing_creates_keeps_new_records",
+        ),
+        (
+            Flaw::LoadAndTouchAlwaysDueWithLateBound,
+            "load_and_touch_leaves_a_deadline_not_due",
         ),
     ];
     let mut missed = Vec::new();

@@ -463,8 +463,11 @@ impl SessionInterface for RedisStore {
         // read with a plain GET and touch only when due. The one-step transaction runs
         // a script on every read, which at 32 tasks cost the single-threaded server
         // more than the rare second round trip (BENCHMARKS.md, the request mix). A
-        // bound at or after the new deadline makes every live record due (refresh on
-        // every request): then one transaction does both.
+        // bound at or after the new deadline (refresh on every request) makes nearly
+        // every live record due: then one transaction does both. Not every one: a
+        // record whose deadline is already at or past the bound is not due, and the
+        // transaction answers it untouched (the conformance case
+        // `load_and_touch_leaves_a_deadline_not_due` calls with such a bound).
         if due_before < expires_at {
             return load_then_touch(self, key, expires_at, due_before).await;
         }

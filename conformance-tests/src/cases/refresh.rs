@@ -146,41 +146,44 @@ pub(crate) async fn load_and_touch_moves_a_due_deadline(ctx: Ctx) -> CaseResult 
     Ok(())
 }
 
-/// A deadline not before `due_before` stays: the answer is the record as it was.
+/// A deadline not before `due_before` stays, also when `due_before` is at or after the new deadline (which would shorten it): the answer is the record as it was.
 pub(crate) async fn load_and_touch_leaves_a_deadline_not_due(ctx: Ctx) -> CaseResult {
     let s = ctx.store().as_ref();
+    let min = Duration::minutes;
+    // (new deadline, due_before) from now. The first is the manager's usual bound,
+    // before the new deadline. The others put the bound at and after the new
+    // deadline, as the manager does with a refresh threshold of 0 (`due_before =
+    // expires_at`) for a session whose own deadline lies beyond the configured idle
+    // lifetime: a store that treats such a bound as "always due" — or answers it on
+    // a path that never sees a record that is not due — fails them.
+    let calls = [(HOUR * 3, min(30)), (min(30), min(30)), (min(10), min(30))];
     for size in SIZES {
-        let what = format!("{size}-byte record");
-        let (k, payload, v) = record_at_version_two(&ctx, size).await?;
-        let old = ctx.now() + HOUR;
-        let r = refreshed(
-            s,
-            &k,
-            ctx.now() + HOUR * 3,
-            ctx.now() + Duration::minutes(30),
-            &what,
-        )
-        .await?;
-        ensure!(
-            !r.touched,
-            "{what}: a deadline 1 h away is not before due_before (30 min away) but touched is true"
-        );
-        ensure!(
-            near(r.record.expires_at, old) && r.record.expires_at == r.previous_expires_at,
-            "{what}: returned expires_at {} / previous {}, expected both within 1 s of {old}",
-            r.record.expires_at,
-            r.previous_expires_at
-        );
-        same_record(&r, &payload, v, &what)?;
-        load_exact(
-            s,
-            &k,
-            &payload,
-            v,
-            Some(old),
-            &format!("{what}: load after an undue load_and_touch"),
-        )
-        .await?;
+        for (new, due) in calls {
+            let what = format!("{size}-byte record, expires_at in {new}, due_before in {due}");
+            let (k, payload, v) = record_at_version_two(&ctx, size).await?;
+            let old = ctx.now() + HOUR;
+            let r = refreshed(s, &k, ctx.now() + new, ctx.now() + due, &what).await?;
+            ensure!(
+                !r.touched,
+                "{what}: a deadline 1 h away is not before due_before but touched is true"
+            );
+            ensure!(
+                near(r.record.expires_at, old) && r.record.expires_at == r.previous_expires_at,
+                "{what}: returned expires_at {} / previous {}, expected both within 1 s of {old}",
+                r.record.expires_at,
+                r.previous_expires_at
+            );
+            same_record(&r, &payload, v, &what)?;
+            load_exact(
+                s,
+                &k,
+                &payload,
+                v,
+                Some(old),
+                &format!("{what}: load after an undue load_and_touch"),
+            )
+            .await?;
+        }
     }
     Ok(())
 }
