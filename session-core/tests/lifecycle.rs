@@ -1417,8 +1417,9 @@ async fn a_one_step_refresh_is_corrected_to_the_absolute_deadline() {
     assert!(!f.manager.session(Some(&cookie)).exists().await.unwrap());
 }
 
-#[tokio::test]
-async fn a_one_step_refresh_honours_a_shorter_per_session_idle_lifetime() {
+/// Refresh on, a one-step store, and a session with an idle lifetime of its own
+/// (10 minutes, against the configured 24 hours); the call log starts empty.
+async fn ten_minute_session_on_a_one_step_store() -> (Fixture, String) {
     let f = one_step_fixture(
         SessionConfig::builder()
             .refresh_each_request(true)
@@ -1432,6 +1433,12 @@ async fn a_one_step_refresh_honours_a_shorter_per_session_idle_lifetime() {
         .unwrap();
     let cookie = set_value(&f.manager.finish(&s).await.unwrap());
     f.store.take_calls();
+    (f, cookie)
+}
+
+#[tokio::test]
+async fn a_one_step_refresh_honours_a_shorter_per_session_idle_lifetime() {
+    let (f, cookie) = ten_minute_session_on_a_one_step_store().await;
     for read in 0..5 {
         f.clock.advance(Duration::minutes(6));
         assert_eq!(read_request(&f, &cookie).await, CookieDecision::Leave);
@@ -1459,19 +1466,7 @@ async fn a_one_step_refresh_honours_a_shorter_per_session_idle_lifetime() {
 /// is never further than its own idle lifetime once a request has ended.
 #[tokio::test]
 async fn a_shorter_per_session_idle_lifetime_keeps_reads_write_free() {
-    let f = one_step_fixture(
-        SessionConfig::builder()
-            .refresh_each_request(true)
-            .build()
-            .unwrap(),
-    );
-    let s = f.manager.session(None);
-    s.insert("a", &1).await.unwrap();
-    s.set_idle_lifetime(Some(Duration::minutes(10)))
-        .await
-        .unwrap();
-    let cookie = set_value(&f.manager.finish(&s).await.unwrap());
-    f.store.take_calls();
+    let (f, cookie) = ten_minute_session_on_a_one_step_store().await;
     let (mut one_step, mut touches) = (0, 0);
     for second in 1..=600 {
         f.clock.advance(Duration::seconds(1));
