@@ -106,8 +106,9 @@ async fn walk_through(browser: &Browser<'_>, demo: &Demo) -> Result<(), String> 
         let field = browser.find("#item").await?;
         browser.type_into(&field, item).await?;
         browser.click(&browser.find("#add").await?).await?;
-        // Wait for the redirected cart page to show the item.
-        browser.find("#cart").await?;
+        // Wait for the redirected cart page to show the item (the page before the
+        // click has a #cart too, from the second item on; items are sorted).
+        wait_for_text(browser, "#cart tr.item:last-child .name", item).await?;
     }
 
     // The cart survives a reload: the browser sends the session cookie back.
@@ -171,11 +172,12 @@ async fn walk_through(browser: &Browser<'_>, demo: &Demo) -> Result<(), String> 
 
     // Log out: the session and its cookie are gone.
     browser.click(&browser.find("#logout").await?).await?;
-    let greeting = browser.text(&browser.find("#greeting").await?).await?;
-    expect(
-        greeting == "You are not logged in.",
-        &format!("after logout: {greeting:?}"),
-    )?;
+    // The page before the click has a #greeting too: wait for the new one (reading
+    // the old one as the navigation replaced it failed CI once with a stale
+    // element reference).
+    wait_for_text(browser, "#greeting", "You are not logged in.")
+        .await
+        .map_err(|e| format!("after logout: {e}"))?;
     let cookies = browser.cookies().await?;
     expect(
         !cookies.iter().any(|c| c["name"] == "session_id"),
