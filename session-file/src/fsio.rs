@@ -210,6 +210,8 @@ impl Root {
         trust::check_dir(&st, self.shared, || self.path.join(&name)).map_err(Error::backend)?;
         if created {
             rustix::fs::fsync(&self.fd).map_err(|e| fs_error("sync store directory", e))?;
+            #[cfg(test)]
+            synced::note("store directory");
         }
         Ok(Some(cell.get_or_init(|| fd).as_fd()))
     }
@@ -354,7 +356,10 @@ pub(crate) fn read_header(
 pub(crate) fn write_slot(file: &File, offset: u64, slot: &[u8]) -> Result<(), Error> {
     file.write_all_at(slot, offset)
         .map_err(|e| fs_error("write deadline", e))?;
-    file.sync_data().map_err(|e| fs_error("sync record", e))
+    file.sync_data().map_err(|e| fs_error("sync record", e))?;
+    #[cfg(test)]
+    synced::note("record");
+    Ok(())
 }
 
 /// Replaces `key`'s record with `bytes` atomically and durably: write a temporary
@@ -401,6 +406,8 @@ pub(crate) fn write_atomic(
         let _ = rustix::fs::unlinkat(shard, &tmp, AtFlags::empty());
         return Err(e);
     }
+    #[cfg(test)]
+    synced::note("temporary file");
     drop(file);
     rustix::fs::renameat(shard, &tmp, shard, layout::record_name(key))
         .map_err(|e| fs_error("rename record into place", e))?;
@@ -418,7 +425,10 @@ pub(crate) fn remove(shard: BorrowedFd<'_>, name: &str, op: &'static str) -> Res
 
 /// Makes renames and removals in `dir` durable.
 pub(crate) fn sync_dir(dir: BorrowedFd<'_>) -> Result<(), Error> {
-    rustix::fs::fsync(dir).map_err(|e| fs_error("sync shard directory", e))
+    rustix::fs::fsync(dir).map_err(|e| fs_error("sync shard directory", e))?;
+    #[cfg(test)]
+    synced::note("shard directory");
+    Ok(())
 }
 
 /// The names in a directory, without `.` and `..`.
@@ -433,4 +443,26 @@ pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> Result<Vec<Vec<u8>>, Error> {
         }
     }
     Ok(names)
+}
+
+/// For the unit tests: which durability steps (each `fsync`/`fdatasync` that
+/// returned) ran on this thread, in order. A black-box test cannot see a missing
+/// sync short of a power cut; this log lets the store's tests check every write
+/// path makes its syncs.
+#[cfg(test)]
+pub(crate) mod synced {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static LOG: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(crate) fn note(step: &'static str) {
+        LOG.with_borrow_mut(|log| log.push(step));
+    }
+
+    /// The steps since the last call, oldest first.
+    pub(crate) fn take() -> Vec<&'static str> {
+        LOG.with_borrow_mut(std::mem::take)
+    }
 }

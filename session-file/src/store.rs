@@ -487,3 +487,57 @@ impl SessionInterface for FileStore {
             .with_load_and_touch(self.inner.touch_mode == TouchMode::InPlace)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use session_core::time::{Duration, macros::datetime};
+    use session_core::{Bytes, Clock, ManualClock, SessionToken};
+
+    use super::*;
+    use crate::fsio::synced;
+
+    /// Every write is durable before it returns: a create syncs the temporary
+    /// file, then the shard directory after the rename (and the store directory
+    /// when it made the shard); an update the same but the store directory; an
+    /// in-place touch the record; an expire the shard directory. A black-box test
+    /// cannot see a missing sync without a power cut, so the steps are logged.
+    #[test]
+    fn every_write_path_syncs_before_it_returns() -> Result<(), Error> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::retryable)?;
+        let dir = tempfile::tempdir().map_err(Error::retryable)?;
+        let clock = ManualClock::new(datetime!(2030-01-01 0:00 UTC));
+        let store = rt.block_on(FileStore::builder(dir.path()).clock(clock.shared()).open())?;
+        let inner = store.inner();
+        let key = SessionToken::generate()?.storage_key();
+        let record = |payload: &'static [u8], expires_at| NewRecord {
+            payload: Bytes::from_static(payload),
+            expires_at,
+        };
+        synced::take();
+
+        let one = record(b"one", clock.now() + Duration::hours(1));
+        assert_eq!(inner.save_blocking(&key, &one, SaveMode::Create)?, 1);
+        assert_eq!(
+            synced::take(),
+            ["store directory", "temporary file", "shard directory"]
+        );
+
+        let two = record(b"two", clock.now() + Duration::hours(1));
+        let update = SaveMode::Update {
+            expected_version: 1,
+        };
+        assert_eq!(inner.save_blocking(&key, &two, update)?, 2);
+        assert_eq!(synced::take(), ["temporary file", "shard directory"]);
+
+        let later = clock.now() + Duration::hours(2);
+        assert!(inner.touch_blocking(&key, later, store.max_file_len())?);
+        assert_eq!(synced::take(), ["record"]);
+
+        inner.expire_blocking(&key)?;
+        assert_eq!(synced::take(), ["shard directory"]);
+        Ok(())
+    }
+}

@@ -190,7 +190,8 @@ pub(crate) mod tests {
     /// and its lock replaces that record with a live one: the re-check under the
     /// lock must see it and keep it. (The suite's `sweep_racing_creates_keeps_new_records`
     /// races the same way but cannot hit a window of microseconds; this places the
-    /// create inside it.)
+    /// create inside it.) Also: the removal a sweep makes is synced (the shard
+    /// directory) before the batch returns.
     #[test]
     fn a_create_between_the_look_and_the_lock_is_kept() -> Result<(), Error> {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -238,6 +239,20 @@ pub(crate) mod tests {
             .block_on(store.load(&key))?
             .expect("the new record survives the sweep");
         assert_eq!(kept.payload.as_ref(), b"new");
+
+        // And a removal the sweep makes is synced before the batch returns.
+        let expired = SessionToken::generate()?.storage_key();
+        let soon = record(b"soon", clock.now() + Duration::seconds(1));
+        rt.block_on(store.save(&expired, &soon, SaveMode::Create))?;
+        clock.advance(Duration::seconds(2));
+        let shard = layout::shard_index(&expired);
+        let batch: Vec<_> = list_shard(store.inner(), shard)?
+            .into_iter()
+            .filter(|(k, _)| *k == expired)
+            .collect();
+        crate::fsio::synced::take();
+        assert_eq!(sweep_batch(store.inner(), shard, &batch)?, 1);
+        assert_eq!(crate::fsio::synced::take(), ["shard directory"]);
         Ok(())
     }
 }
