@@ -489,12 +489,49 @@ impl SessionInterface for FileStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use session_core::time::{Duration, macros::datetime};
     use session_core::{Bytes, Clock, ManualClock, SessionToken};
 
     use super::*;
     use crate::fsio::synced;
+
+    /// What a unit test that calls the store's blocking internals on its own
+    /// thread needs: a current-thread runtime for the async API, the store's
+    /// directory, a manual clock (at a whole second) and the store.
+    pub(crate) struct TestStore {
+        pub(crate) rt: tokio::runtime::Runtime,
+        pub(crate) clock: ManualClock,
+        pub(crate) store: FileStore,
+        /// Deleted on drop: bind it (`dir: _dir`) for as long as the store is used.
+        pub(crate) dir: tempfile::TempDir,
+    }
+
+    impl TestStore {
+        pub(crate) fn open() -> Result<Self, Error> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(Error::retryable)?;
+            let dir = tempfile::tempdir().map_err(Error::retryable)?;
+            let clock = ManualClock::new(datetime!(2030-01-01 0:00 UTC));
+            let store = rt.block_on(FileStore::builder(dir.path()).clock(clock.shared()).open())?;
+            Ok(Self {
+                rt,
+                clock,
+                store,
+                dir,
+            })
+        }
+
+        /// A record of `payload` with its deadline.
+        pub(crate) fn record(payload: &'static [u8], expires_at: OffsetDateTime) -> NewRecord {
+            NewRecord {
+                payload: Bytes::from_static(payload),
+                expires_at,
+            }
+        }
+    }
 
     /// Every write is durable before it returns: a create syncs the temporary
     /// file, then the shard directory after the rename (and the store directory
@@ -503,19 +540,15 @@ mod tests {
     /// cannot see a missing sync without a power cut, so the steps are logged.
     #[test]
     fn every_write_path_syncs_before_it_returns() -> Result<(), Error> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(Error::retryable)?;
-        let dir = tempfile::tempdir().map_err(Error::retryable)?;
-        let clock = ManualClock::new(datetime!(2030-01-01 0:00 UTC));
-        let store = rt.block_on(FileStore::builder(dir.path()).clock(clock.shared()).open())?;
+        let TestStore {
+            clock,
+            store,
+            dir: _dir,
+            ..
+        } = TestStore::open()?;
         let inner = store.inner();
         let key = SessionToken::generate()?.storage_key();
-        let record = |payload: &'static [u8], expires_at| NewRecord {
-            payload: Bytes::from_static(payload),
-            expires_at,
-        };
+        let record = TestStore::record;
         synced::take();
 
         let one = record(b"one", clock.now() + Duration::hours(1));

@@ -170,13 +170,11 @@ fn sweep_batch(inner: &Inner, shard: usize, batch: &[(StorageKey, Found)]) -> Re
 pub(crate) mod tests {
     use std::cell::RefCell;
 
-    use session_core::time::{Duration, macros::datetime};
-    use session_core::{
-        Bytes, Clock, ManualClock, NewRecord, SaveMode, SessionInterface, SessionToken,
-    };
+    use session_core::time::Duration;
+    use session_core::{Clock, SaveMode, SessionInterface, SessionToken};
 
     use super::*;
-    use crate::FileStore;
+    use crate::store::tests::TestStore;
 
     /// A hook at the race window of `sweep_batch`: after the lock-free look said
     /// "expired", before the key's locks are taken. Per thread, so a test that
@@ -194,19 +192,14 @@ pub(crate) mod tests {
     /// directory) before the batch returns.
     #[test]
     fn a_create_between_the_look_and_the_lock_is_kept() -> Result<(), Error> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(Error::retryable)?;
-        let dir = tempfile::tempdir().map_err(Error::retryable)?;
-        let clock = ManualClock::new(datetime!(2030-01-01 0:00 UTC));
-        let store: FileStore =
-            rt.block_on(FileStore::builder(dir.path()).clock(clock.shared()).open())?;
+        let TestStore {
+            rt,
+            clock,
+            store,
+            dir: _dir,
+        } = TestStore::open()?;
         let key = SessionToken::generate()?.storage_key();
-        let record = |payload: &'static [u8], expires_at| NewRecord {
-            payload: Bytes::from_static(payload),
-            expires_at,
-        };
+        let record = TestStore::record;
         let old = record(b"old", clock.now() + Duration::seconds(1));
         rt.block_on(store.save(&key, &old, SaveMode::Create))?;
         clock.advance(Duration::seconds(2));
