@@ -75,6 +75,10 @@ pub struct Args {
     /// then loads with a plain `load` and touches only when a refresh is due.
     #[arg(long)]
     pub mix_two_step: bool,
+    /// `mix`: our manager's `refresh_threshold` (its default is 0.5; 0 refreshes
+    /// the deadline on every request that reads the session).
+    #[arg(long, default_value_t = 0.5)]
+    pub mix_refresh_threshold: f64,
     /// Make every session value a string instead of alternating strings and
     /// structured values.
     #[arg(long)]

@@ -359,7 +359,10 @@ pub async fn measure(
         args.sql_pool,
         &app,
         users,
-        args.mix_two_step,
+        setup::OursSettings {
+            two_step: args.mix_two_step,
+            refresh_threshold: args.mix_refresh_threshold,
+        },
         rng,
     )
     .await?;

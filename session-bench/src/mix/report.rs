@@ -110,6 +110,19 @@ pub fn render(md: &mut String, args: &Args, rows: &[Row]) {
          alternating; the ratio is the median of the run-by-run ratios, with their range.\n",
         args.repeats, args.duration
     );
+    if args.mix_refresh_threshold != 0.5 {
+        let _ = writeln!(
+            md,
+            "**`--mix-refresh-threshold {}`**: ours' manager refreshes with this \
+             threshold instead of its default 0.5{}.\n",
+            args.mix_refresh_threshold,
+            if args.mix_refresh_threshold == 0.0 {
+                " (every read of a session moves its deadline, as tower-sessions' does)"
+            } else {
+                ""
+            }
+        );
+    }
     if args.mix_two_step {
         let _ = writeln!(
             md,

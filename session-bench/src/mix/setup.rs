@@ -67,25 +67,35 @@ impl<S> App for S where
 {
 }
 
+/// How ours' manager is set up beyond refresh on each request.
+#[derive(Debug, Clone, Copy)]
+pub struct OursSettings {
+    /// Hide the store's one-step `load_and_touch` from the manager (see
+    /// [`CountingStore::two_step`]).
+    pub two_step: bool,
+    /// The manager's `refresh_threshold` (0.5 is its default; 0 refreshes on every
+    /// request).
+    pub refresh_threshold: f64,
+}
+
 /// Ours: session-tower's layer over a `SessionManager` with refresh on each
-/// request and the default threshold, over `store` counted into `calls`; and the
-/// cookie's name.
-/// With `two_step`, the store's one-step `load_and_touch` is hidden from the
-/// manager (see [`CountingStore::two_step`]).
+/// request as `settings` say, over `store` counted into `calls`; and the cookie's
+/// name.
 pub fn ours_service(
     store: Arc<dyn SessionInterface>,
     calls: &Arc<Calls>,
     app: &Arc<AppState>,
-    two_step: bool,
+    settings: OursSettings,
 ) -> Result<(impl App, String), BoxError> {
     let counted = Arc::new(CountingStore {
         inner: store,
         calls: calls.clone(),
-        two_step,
+        two_step: settings.two_step,
     });
     let config = SessionConfig::builder()
         .idle_lifetime(IDLE)
         .refresh_each_request(true)
+        .refresh_threshold(settings.refresh_threshold)
         .build()?;
     let name = config.cookie_name().to_owned();
     let app = app.clone();
@@ -135,10 +145,10 @@ pub fn ours(
     app: &Arc<AppState>,
     users: usize,
     seed: u64,
-    two_step: bool,
+    settings: OursSettings,
 ) -> Result<Side, BoxError> {
     let calls = Arc::new(Calls::default());
-    let (service, name) = ours_service(store, &calls, app, two_step)?;
+    let (service, name) = ours_service(store, &calls, app, settings)?;
     Ok(side(service, &name, calls, users, seed))
 }
 
@@ -155,7 +165,7 @@ pub fn tower<S: SessionStore + Clone>(
 }
 
 /// Builds both sides on `backend` (`url` for servers, `dir` for files); ours
-/// with the one-step load hidden when `two_step`.
+/// set up as `settings` say.
 #[allow(clippy::too_many_arguments)]
 pub async fn build(
     backend: Backend,
@@ -164,7 +174,7 @@ pub async fn build(
     sql_pool: usize,
     app: &Arc<AppState>,
     users: usize,
-    two_step: bool,
+    settings: OursSettings,
     rng: &mut Rng,
 ) -> Result<Pair, BoxError> {
     let (s1, s2) = (rng.next_u64(), rng.next_u64());
@@ -175,7 +185,7 @@ pub async fn build(
                 app,
                 users,
                 s1,
-                two_step,
+                settings,
             )?,
             tower: Some(tower(
                 tower_sessions_memory_store::MemoryStore::default(),
@@ -191,7 +201,7 @@ pub async fn build(
                 .tempdir_in(dir)?;
             let store = session_file::FileStore::open(tmp.path().join("ours")).await?;
             Ok(Pair {
-                ours: ours(Arc::new(store), app, users, s1, two_step)?,
+                ours: ours(Arc::new(store), app, users, s1, settings)?,
                 tower: None,
                 teardown: Box::pin(async move {
                     tokio::task::spawn_blocking(move || tmp.close()).await??;
@@ -207,7 +217,7 @@ pub async fn build(
             pool.init().await?;
             let theirs = tower_sessions_redis_store::RedisStore::new(pool.clone());
             Ok(Pair {
-                ours: ours(Arc::new(store), app, users, s1, two_step)?,
+                ours: ours(Arc::new(store), app, users, s1, settings)?,
                 tower: Some(tower(theirs, app, users, s2)),
                 teardown: Box::pin(async move {
                     pool.quit().await?;
@@ -225,7 +235,7 @@ pub async fn build(
             let (tower_side, drop_theirs) =
                 tower_sql(backend, url, sql_pool, &tower_table, app, users, s2).await?;
             Ok(Pair {
-                ours: ours(store, app, users, s1, two_step)?,
+                ours: ours(store, app, users, s1, settings)?,
                 tower: Some(tower_side),
                 teardown: Box::pin(async move {
                     drop_ours.await;

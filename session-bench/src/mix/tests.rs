@@ -83,12 +83,18 @@ const SCRIPT: [Kind; 7] = [
     Kind::Login,
 ];
 
+/// What the benchmark runs without options.
+const DEFAULTS: setup::OursSettings = setup::OursSettings {
+    two_step: false,
+    refresh_threshold: 0.5,
+};
+
 #[tokio::test]
 async fn store_calls_per_kind_on_both_layers() {
     let app = AppState::new(vec![("k00".to_owned(), Value::from("v"))]);
     let calls = Arc::new(Calls::default());
     let store = Arc::new(session_memory::MemoryStore::new());
-    let (service, name) = setup::ours_service(store, &calls, &app, false).unwrap();
+    let (service, name) = setup::ours_service(store, &calls, &app, DEFAULTS).unwrap();
     let c = drive(service, &name, &calls, &SCRIPT).await;
     assert_eq!(c.requests, [3, 1, 2, 1]);
     // Reads: one `load_and_touch` each (the memory store does it in one step).
@@ -104,7 +110,16 @@ async fn store_calls_per_kind_on_both_layers() {
     // Without the one step: a plain load, and no touch (the refresh is not due).
     let calls = Arc::new(Calls::default());
     let store = Arc::new(session_memory::MemoryStore::new());
-    let (service, name) = setup::ours_service(store, &calls, &app, true).unwrap();
+    let (service, name) = setup::ours_service(
+        store,
+        &calls,
+        &app,
+        setup::OursSettings {
+            two_step: true,
+            ..DEFAULTS
+        },
+    )
+    .unwrap();
     let c = drive(service, &name, &calls, &SCRIPT).await;
     assert_eq!(c.method(Kind::Read, Method::Load), 3);
     assert_eq!(c.method(Kind::Read, Method::LoadAndTouch), 0);
