@@ -87,8 +87,9 @@ pub struct Capabilities {
     /// touches separately, and only when the refresh is due. A store may still answer
     /// a call whose bound is before the new deadline (a refresh due only now and then)
     /// with a plain load and a touch when due, where that is cheaper on its server
-    /// (session-redis does). Off in [`full`](Self::full): the trait's default
-    /// implementation is two round trips.
+    /// (session-redis, session-postgres and session-mysql do: the one-step form costs
+    /// their servers more on every read than the rare second round trip). Off in
+    /// [`full`](Self::full): the trait's default implementation is two round trips.
     pub load_and_touch: bool,
 }
 
@@ -246,7 +247,9 @@ pub trait SessionInterface: Send + Sync + 'static {
     /// touch moves the newer record's deadline; a removal between them makes the
     /// answer `None`. Stores that do it in one round trip override it and declare
     /// [`Capabilities::load_and_touch`]; such an override is atomic with respect to
-    /// the other operations on the key, like every other method.
+    /// the other operations on the key, like every other method, wherever it runs in
+    /// one step (it may answer a bound before `expires_at` with this default, see the
+    /// capability).
     async fn load_and_touch(
         &self,
         key: &StorageKey,

@@ -3,8 +3,9 @@
 //! Only syntax that MySQL 8 and MariaDB 10.11+ both accept: `VALUES(col)` in
 //! `ON DUPLICATE KEY UPDATE` (MySQL 8.0.20+ deprecates it with a warning in favour of a
 //! row alias, which MariaDB does not have), `DELETE … LIMIT ?`, `LAST_INSERT_ID(expr)`.
-//! Every statement is a persistent (server-side prepared, per-connection cached)
-//! statement in sqlx.
+//! Every statement but `load_and_touch` is a persistent (server-side prepared,
+//! per-connection cached) statement in sqlx; `load_and_touch` is a batch of statements
+//! in one text query, its values inlined as literals.
 //!
 //! Every statement that writes a deadline writes its expiry bucket beside it
 //! (`session_sql_common::expiry_bucket`, bound by the dialect), which is what the sweep
@@ -70,10 +71,25 @@ pub(crate) fn statements(table: &TableName) -> Statements {
         // just replaced with a live one is not deleted.
         purge: format!("DELETE FROM {t} WHERE expires_bucket <= ? AND expires_at <= ? LIMIT ?")
             .into(),
-        // No one-statement form: MariaDB and MySQL have no UPDATE … RETURNING, an
-        // INSERT … RETURNING would create the absent row it must not, and a
-        // multi-statement batch cannot bind parameters through prepared statements.
-        // The store loads and touches in two statements (the trait's default).
-        load_and_touch: None,
+        // MariaDB and MySQL have no `UPDATE … RETURNING`, and an `INSERT … RETURNING`
+        // would create the absent row it must not: the one-step form is a batch of
+        // four statements sent as one text query (one round trip). A batch cannot
+        // bind parameters through a prepared statement, so the store inlines its
+        // values as literals at each `?` (`crate::batch`: a key of 64 hex digits,
+        // datetimes it formats, integers). The row lock the `SELECT … FOR UPDATE`
+        // takes is held to the `COMMIT`, so the row the answer shows is the one the
+        // `UPDATE` sees: the two are atomic. The `SELECT` reads by key alone (the
+        // store drops an expired row, as `load` does); the `UPDATE` moves a live
+        // deadline before the bound, and its matched-row count says whether it did.
+        load_and_touch: Some(
+            format!(
+                "START TRANSACTION; \
+                 SELECT payload, expires_at, version FROM {t} WHERE `key` = ? FOR UPDATE; \
+                 UPDATE {by_key} SET expires_at = ?, expires_bucket = ? \
+                 WHERE `key` = ? AND expires_at > ? AND expires_at < ?; \
+                 COMMIT"
+            )
+            .into(),
+        ),
     }
 }

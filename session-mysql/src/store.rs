@@ -5,14 +5,15 @@ use session_core::{NewRecord, StorageKey};
 use session_sql_common::error::ErrorClass;
 use session_sql_common::migrate::{Migration, MigrationOutcome, MigrationSql};
 use session_sql_common::{
-    DbErrorHook, Dialect, RawRecord, Rerun, SqlStore, SqlStoreBuilder, Statements, TableName,
-    expiry_bucket,
+    DbErrorHook, Dialect, RawRecord, RefreshedRow, Rerun, SqlStore, SqlStoreBuilder, Statements,
+    TableName, expiry_bucket,
 };
 use sqlx::error::DatabaseError;
 use sqlx::mysql::MySqlDatabaseError;
 use sqlx::{AssertSqlSafe, MySqlConnection, Row};
 use time::macros::datetime;
 
+use crate::batch::{self, Literal};
 use crate::{migrate, sql};
 
 /// A MySQL / MariaDB [`SessionInterface`](session_core::SessionInterface): one row per
@@ -181,6 +182,59 @@ impl Dialect for MySqlDialect {
             .execute(conn)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn load_and_touch(
+        conn: &mut MySqlConnection,
+        sql: &Statements,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        due_before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<Option<RefreshedRow>, sqlx::Error> {
+        let Some(template) = sql.load_and_touch.as_deref() else {
+            return Err(sqlx::Error::Protocol("no load_and_touch statement".into()));
+        };
+        let new = to_datetime(expires_at);
+        let text = batch::inline(
+            template,
+            &[
+                Literal::Key(key),
+                Literal::DateTime(new),
+                Literal::Int(bucket(expires_at)),
+                Literal::Key(key),
+                Literal::DateTime(to_datetime(now)),
+                Literal::DateTime(to_datetime(due_before)),
+            ],
+        )?;
+        let answer = batch::run(conn, text).await?;
+        let Some((payload, previous, version)) = answer.row else {
+            return Ok(None);
+        };
+        let previous = previous.assume_utc();
+        // The store's rule, as in `load`: a row whose deadline is not after now is no
+        // session (the UPDATE, with the same now, left it alone).
+        if previous <= now {
+            return Ok(None);
+        }
+        let touched = answer.updated > 0;
+        // What the UPDATE stored: the new deadline to the microsecond.
+        let stored_new = new
+            .replace_nanosecond(new.microsecond() * 1_000)
+            .unwrap_or(new);
+        Ok(Some(RefreshedRow {
+            row: RawRecord {
+                payload,
+                expires_at: if touched {
+                    stored_new.assume_utc()
+                } else {
+                    previous
+                },
+                version,
+            },
+            previous,
+            touched,
+        }))
     }
 
     async fn purge(

@@ -276,3 +276,81 @@ async fn row_writes_use_the_primary_key_in_a_one_row_table() {
     }
     store.drop_table().await.unwrap();
 }
+
+/// A one-step `load_and_touch` that fails inside its batch — the server gives up
+/// waiting for the row lock, which rolls back only the `SELECT … FOR UPDATE`, not the
+/// transaction the batch started — is a retryable error, and the connection goes back
+/// to the pool outside any transaction: the next write on it is committed, visible to
+/// every other client, instead of waiting in a transaction nobody ends.
+#[tokio::test]
+async fn a_failed_load_and_touch_leaves_no_transaction_open() {
+    use session_core::{Bytes, Clock, ManualClock, NewRecord, SaveMode, SessionInterface};
+    use session_mysql::MySqlStore;
+    use session_sql_testing::integration::{table, url};
+
+    let Some(url) = url::<MySql>() else { return };
+    // One connection, so the write after the failure runs on the connection the
+    // failure left; a lock wait of 1 s, so the server fails the batch long before the
+    // store's 2 s statement timeout would discard the connection.
+    let pool = sqlx::mysql::MySqlPoolOptions::new()
+        .max_connections(1)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("SET SESSION innodb_lock_wait_timeout = 1")
+                    .execute(conn)
+                    .await
+                    .map(drop)
+            })
+        })
+        .connect(&url)
+        .await
+        .unwrap();
+    let clock = ManualClock::starting_now();
+    let store = MySqlStore::builder()
+        .table_name(table("txopen"))
+        .clock(clock.shared())
+        .with_pool(pool)
+        .unwrap();
+    store.migrate().await.unwrap();
+    let record = |payload: &'static [u8]| NewRecord {
+        payload: Bytes::from_static(payload),
+        expires_at: clock.now() + time::Duration::hours(1),
+    };
+    let (locked, later) = (key(), key());
+    store
+        .save(&locked, &record(b"locked"), SaveMode::Create)
+        .await
+        .unwrap();
+    let due = clock.now() + time::Duration::hours(2);
+    let err = MySql::with_row_locked(&url, store.table_name(), &locked, async {
+        store
+            .load_and_touch(&locked, due, due)
+            .await
+            .expect_err("the row is locked by another client")
+    })
+    .await;
+    assert!(err.is_retryable(), "{err:?}");
+
+    store
+        .save(&later, &record(b"later"), SaveMode::Create)
+        .await
+        .unwrap();
+    let seen: Option<Vec<u8>> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT payload FROM `{}` WHERE `key` = ?",
+        store.table_name()
+    )))
+    .bind(later.as_str())
+    .fetch_optional(&mut connect(&url).await)
+    .await
+    .unwrap();
+    assert_eq!(
+        seen.as_deref(),
+        Some(&b"later"[..]),
+        "a write after the failed batch is not visible to another client: it is inside \
+         the transaction the batch left open"
+    );
+    // And the locked record is as it was: the failed batch moved nothing.
+    let r = store.load(&locked).await.unwrap().unwrap();
+    assert!(r.expires_at < due, "the failed batch moved the deadline");
+    store.drop_table().await.unwrap();
+}

@@ -8,9 +8,12 @@
 //!   [`sql_store_tests!`].
 //! - [`contract`]: the store-agnostic checks among them that the shared conformance
 //!   suite does not make (microsecond deadlines, more than one purge batch, …).
+//! - [`round_trips`]: a TCP proxy that counts a client's round trips to the server,
+//!   for the tests of what one store operation costs on the wire.
 //!
 //! Whether a test runs, skips or fails without its server follows
 //! `session_sql_common::testing::server_url`.
 
 pub mod contract;
 pub mod integration;
+pub mod round_trips;
