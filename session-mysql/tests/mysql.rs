@@ -354,3 +354,107 @@ async fn a_failed_load_and_touch_leaves_no_transaction_open() {
     assert!(r.expires_at < due, "the failed batch moved the deadline");
     store.drop_table().await.unwrap();
 }
+
+/// A purge that InnoDB rolls back as a deadlock victim is run again, not reported as
+/// an error: `delete_expired` returns every expired row once the other transaction
+/// has finished.
+///
+/// The deadlock is built on purpose. Two expired rows, A before B in both key and
+/// bucket order, so the purge locks A first. Another client locks B, and the purge,
+/// having deleted A, waits for B. The client then asks for A: a cycle. InnoDB rolls
+/// back the transaction that changed fewer rows, so the client first updates rows of
+/// a table of its own, which makes the purge the victim.
+#[tokio::test]
+async fn a_purge_picked_as_deadlock_victim_is_run_again() {
+    use session_core::{Bytes, Clock, NewRecord, SaveMode, SessionInterface};
+    use session_sql_testing::integration::{store, url};
+
+    let Some((store, clock)) = store::<MySql>("deadlock").await else {
+        return;
+    };
+    let url = url::<MySql>().expect("the store opened, so the URL is set");
+    let table = store.table_name().to_owned();
+    let mut keys = [key(), key()];
+    keys.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    let [a, b] = keys;
+    let hour = time::Duration::hours(1);
+    for (k, ago) in [(&a, hour * 2), (&b, hour)] {
+        let dead = NewRecord {
+            payload: Bytes::from_static(b"expired"),
+            expires_at: clock.now() - ago,
+        };
+        store.save(k, &dead, SaveMode::Create).await.unwrap();
+    }
+    let weight = format!("{table}_weight");
+    let mut client = connect(&url).await;
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE TABLE `{weight}` (id INT PRIMARY KEY, n INT NOT NULL) ENGINE=InnoDB"
+    )))
+    .execute(&mut client)
+    .await
+    .unwrap();
+    let rows: Vec<String> = (1..=200).map(|id| format!("({id}, 0)")).collect();
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO `{weight}` VALUES {}",
+        rows.join(", ")
+    )))
+    .execute(&mut client)
+    .await
+    .unwrap();
+
+    let lock_row = |k: &StorageKey| {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT 1 FROM `{table}` WHERE `key` = ? FOR UPDATE"
+        )))
+        .bind(k.as_str().to_owned())
+    };
+    let mut tx = client.begin().await.unwrap();
+    sqlx::query(AssertSqlSafe(format!("UPDATE `{weight}` SET n = n + 1")))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    lock_row(&b).execute(&mut *tx).await.unwrap();
+    let purge = tokio::spawn({
+        let store = store.clone();
+        async move { store.delete_expired().await }
+    });
+    // Until the purge holds A and waits for B.
+    let mut watcher = connect(&url).await;
+    let waiting = format!("DELETE FROM `{table}`%");
+    let started = std::time::Instant::now();
+    loop {
+        let waits: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.INNODB_TRX \
+             WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE ?",
+        )
+        .bind(&waiting)
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waits > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the purge never waited for the locked row"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    lock_row(&a)
+        .execute(&mut *tx)
+        .await
+        .expect("the server rolled back this client, not the purge: the test's weighting failed");
+    tx.commit().await.unwrap();
+
+    let purged = purge.await.unwrap();
+    assert_eq!(
+        purged.expect("a deadlock victim must be run again, not reported"),
+        2
+    );
+    assert!(store.load(&a).await.unwrap().is_none());
+    sqlx::query(AssertSqlSafe(format!("DROP TABLE `{weight}`")))
+        .execute(&mut connect(&url).await)
+        .await
+        .unwrap();
+    store.drop_table().await.unwrap();
+}
