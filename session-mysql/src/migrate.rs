@@ -46,18 +46,24 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         version: 2,
         description: "index a coarse expiry bucket instead of expires_at",
         statements: |t| {
+            // Every update moved the deadline and so rewrote the expires_at index entry;
+            // the bucket index changes only when a deadline crosses a bucket boundary
+            // (session_sql_common::expiry_bucket). MySQL 8 has no `IF [NOT] EXISTS` on
+            // these clauses, so each change is an ALTER of its own, and a re-run (a
+            // run that died before it recorded the version, or a table whose log is
+            // gone) finds each one done by its own error, which `already_applied`
+            // accepts: the column there (ER_DUP_FIELDNAME), the index there
+            // (ER_DUP_KEYNAME), the old index gone (ER_CANT_DROP_FIELD_OR_KEY). One
+            // ALTER of all three would fail on whichever error the server checks
+            // first, and MariaDB checks the dropped index first.
             vec![
-                // Every update moved the deadline and so rewrote the expires_at index entry;
-                // the bucket index changes only when a deadline crosses a bucket boundary
-                // (session_sql_common::expiry_bucket). One ALTER, so it is atomic: MySQL 8
-                // has no ADD COLUMN IF NOT EXISTS, and a run that died after it finds the
-                // column present (ER_DUP_FIELDNAME, which `already_applied` accepts).
+                format!("ALTER TABLE `{t}` ADD COLUMN expires_bucket BIGINT NOT NULL DEFAULT 0"),
                 format!(
-                    "ALTER TABLE `{t}` \
-                 ADD COLUMN expires_bucket BIGINT NOT NULL DEFAULT 0, \
-                 ADD KEY `{}` (expires_bucket), \
-                 DROP KEY `{}`",
-                    t.with_suffix("_bucket_idx"),
+                    "ALTER TABLE `{t}` ADD KEY `{}` (expires_bucket)",
+                    t.with_suffix("_bucket_idx")
+                ),
+                format!(
+                    "ALTER TABLE `{t}` DROP KEY `{}`",
                     t.with_suffix("_expires_at_idx")
                 ),
                 // Backfill the rows written before. TO_SECONDS counts whole seconds from

@@ -252,10 +252,14 @@ impl Dialect for MySqlDialect {
         Ok(done.rows_affected())
     }
 
-    /// ER_DUP_FIELDNAME: the version-2 `ALTER TABLE` (one atomic statement) added its
-    /// column in a run that died before recording the version.
+    /// The version-2 `ALTER TABLE`s found their change made (by a run that died before
+    /// it recorded the version, or on a table whose log is gone): ER_DUP_FIELDNAME (the
+    /// column is there), ER_DUP_KEYNAME (the index is there), ER_CANT_DROP_FIELD_OR_KEY
+    /// (the old index is gone). By number: the last two share SQLSTATE 42000 with
+    /// syntax errors.
     fn already_applied(e: &dyn DatabaseError) -> bool {
-        e.code().as_deref() == Some("42S21")
+        e.try_downcast_ref::<MySqlDatabaseError>()
+            .is_some_and(|e| matches!(e.number(), 1060 | 1061 | 1091))
     }
 
     fn migration_sql(table: &TableName) -> MigrationSql {

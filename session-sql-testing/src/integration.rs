@@ -234,6 +234,140 @@ pub async fn migrations_are_idempotent_and_recorded<S: TestServer>() {
     stores[0].drop_table().await.unwrap();
 }
 
+/// A table of the current schema whose migration log is gone (dropped by hand, or a
+/// table restored from a dump without it) is adopted by `migrate()`: it reports no
+/// version before, the steps re-run without harm (the schema is unchanged, no row is
+/// lost or changed), the log then records the current version, and the store keeps
+/// working on the rows it had.
+pub async fn a_table_without_its_migration_log_is_adopted<S: TestServer>() {
+    let Some((store, clock)) = store::<S>("nolog").await else {
+        return;
+    };
+    let url = url::<S>().unwrap();
+    let table = store.table_name().to_owned();
+    let (k, dead) = (key(), key());
+    let deadline = clock.now() + Duration::hours(1);
+    let v = store
+        .save(&k, &rec(b"kept", deadline), SaveMode::Create)
+        .await
+        .unwrap();
+    store
+        .save(
+            &dead,
+            &rec(b"dead", clock.now() - Duration::hours(1)),
+            SaveMode::Create,
+        )
+        .await
+        .unwrap();
+    let before = S::stored_buckets(&url, &table).await;
+    let mut conn = <<S::Dialect as Dialect>::Connection as Connection>::connect(&url)
+        .await
+        .unwrap();
+    // Lower-case [a-z0-9_]: the same unquoted name on both servers.
+    conn.execute_unprepared(format!("DROP TABLE {table}_migrations"))
+        .await
+        .unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), None);
+
+    assert_eq!(
+        store.migrate().await.unwrap(),
+        <S::Dialect as Dialect>::SCHEMA_VERSION
+    );
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        Some(<S::Dialect as Dialect>::SCHEMA_VERSION)
+    );
+    S::assert_schema(&url, &table).await;
+    let versions: Vec<i64> = S::migration_log(&url, &table)
+        .await
+        .into_iter()
+        .map(|(version, _)| version)
+        .collect();
+    assert_eq!(
+        versions.last().copied(),
+        Some(<S::Dialect as Dialect>::SCHEMA_VERSION),
+        "{versions:?}"
+    );
+    let mut after = S::stored_buckets(&url, &table).await;
+    let mut before = before;
+    before.sort();
+    after.sort();
+    assert_eq!(after, before, "the adoption changed the rows");
+    assert_buckets_match_deadlines::<S>(&url, &table).await;
+    let r = store.load(&k).await.unwrap().expect("the live row is kept");
+    assert_eq!((&r.payload[..], r.version), (&b"kept"[..], v));
+    let update = SaveMode::Update {
+        expected_version: v,
+    };
+    store
+        .save(&k, &rec(b"after", deadline), update)
+        .await
+        .unwrap();
+    assert_eq!(store.delete_expired().await.unwrap(), 1);
+    // A second run finds nothing to do.
+    assert_eq!(
+        store.migrate().await.unwrap(),
+        <S::Dialect as Dialect>::SCHEMA_VERSION
+    );
+    assert_eq!(S::migration_log(&url, &table).await.len(), versions.len());
+    store.drop_table().await.unwrap();
+}
+
+/// A version-2 upgrade that died after any of its statements, before it recorded the
+/// version (on MySQL DDL commits at once, so a killed process leaves exactly that), is
+/// completed by the next `migrate()`: every statement of the step re-runs or is found
+/// done, the schema is version 2's, and every row gets its bucket.
+pub async fn a_half_applied_upgrade_is_completed<S: TestServer>() {
+    let Some(url) = url::<S>() else { return };
+    let step = &S::Dialect::MIGRATIONS[1];
+    assert_eq!(step.version, 2);
+    let clock = ManualClock::starting_now();
+    let now = clock.now();
+    let statements = (step.statements)(&TableName::new("probe").unwrap()).len();
+    for done in 0..=statements {
+        let table = table(&format!("half{done}"));
+        let name = TableName::new(&table).unwrap();
+        let mut conn = <<S::Dialect as Dialect>::Connection as Connection>::connect(&url)
+            .await
+            .unwrap();
+        let log = S::Dialect::migration_sql(&name);
+        conn.execute_unprepared(log.create_log).await.unwrap();
+        let v1 = &S::Dialect::MIGRATIONS[0];
+        for statement in (v1.statements)(&name) {
+            conn.execute_unprepared(statement).await.unwrap();
+        }
+        conn.record_version(log.record_version, 1, v1.description)
+            .await
+            .unwrap();
+        let rows = [
+            (key(), now - Duration::hours(1)),
+            (key(), now + Duration::hours(1)),
+        ];
+        S::insert_version_1_rows(&url, &table, &rows).await;
+        for statement in (step.statements)(&name).into_iter().take(done) {
+            conn.execute_unprepared(statement).await.unwrap();
+        }
+
+        let store = Store::<S>::builder()
+            .table_name(&table)
+            .clock(clock.shared())
+            .connect(&url)
+            .unwrap();
+        let migrated = store.migrate().await;
+        assert_eq!(
+            migrated.unwrap_or_else(|e| panic!(
+                "migrate() after {done} of the {statements} statements of version 2: {e:?}"
+            )),
+            2
+        );
+        S::assert_schema(&url, &table).await;
+        assert_eq!(assert_buckets_match_deadlines::<S>(&url, &table).await, 2);
+        assert!(store.load(&rows[1].0).await.unwrap().is_some());
+        assert_eq!(store.delete_expired().await.unwrap(), 1);
+        store.drop_table().await.unwrap();
+    }
+}
+
 /// Asserts that every row's stored bucket is the bucket of its stored deadline.
 async fn assert_buckets_match_deadlines<S: TestServer>(url: &str, table: &str) -> usize {
     let rows = S::stored_buckets(url, table).await;
@@ -1008,6 +1142,8 @@ macro_rules! sql_store_tests {
         $crate::sql_store_tests!(@each $server, #[tokio::test];
             migrations_are_idempotent_and_recorded,
             version_1_tables_are_upgraded_in_place,
+            a_table_without_its_migration_log_is_adopted,
+            a_half_applied_upgrade_is_completed,
             every_write_stores_the_bucket_of_its_deadline,
             unreadable_rows_are_decode_errors,
             exhausted_pool_times_out_instead_of_hanging,
