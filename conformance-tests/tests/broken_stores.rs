@@ -100,6 +100,11 @@ enum Flaw {
     /// deadline of every live record, due or not (reading "refresh on every request"
     /// as "always due"), so a later deadline is cut short.
     LoadAndTouchAlwaysDueWithLateBound,
+    /// `load_and_touch` moves a due deadline, then reads the record in a second step
+    /// (an `UPDATE`, then a `SELECT`, outside one transaction): an update landing in
+    /// between is answered with its own deadline while `touched` says the call moved
+    /// it.
+    LoadAndTouchReadsAfterTouch,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -383,6 +388,33 @@ impl SessionInterface for TestStore {
                 touched: true,
             }));
         }
+        if self.flaw == Flaw::LoadAndTouchReadsAfterTouch {
+            let id = self.id(key);
+            let (previous_expires_at, touched) = {
+                let mut map = self.map();
+                let now = self.clock.now();
+                match map.get_mut(&id) {
+                    Some(e) if self.alive(now, e.expires_at) => {
+                        let previous = e.expires_at;
+                        let due = previous < due_before;
+                        if due {
+                            e.expires_at = expires_at;
+                        }
+                        (previous, due)
+                    }
+                    _ => return Ok(None),
+                }
+            };
+            tokio::task::yield_now().await;
+            let Some(record) = self.load(key).await? else {
+                return Ok(None);
+            };
+            return Ok(Some(Refreshed {
+                record,
+                previous_expires_at,
+                touched,
+            }));
+        }
         load_then_touch(self, key, expires_at, due_before).await
     }
 
@@ -512,6 +544,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::RemovalSkipsVersionCheck,
     Flaw::SweepDeletesByStaleListing,
     Flaw::LoadAndTouchAlwaysDueWithLateBound,
+    Flaw::LoadAndTouchReadsAfterTouch,
 ];
 
 /// The flaws only the thorough run catches.
@@ -645,6 +678,10 @@ async fn headline_flaws_trip_their_cases() {
         (
             Flaw::LoadAndTouchAlwaysDueWithLateBound,
             "load_and_touch_leaves_a_deadline_not_due",
+        ),
+        (
+            Flaw::LoadAndTouchReadsAfterTouch,
+            "load_and_touch_racing_updates_keeps_payload",
         ),
     ];
     let mut missed = Vec::new();

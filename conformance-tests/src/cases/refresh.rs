@@ -266,7 +266,7 @@ pub(crate) async fn load_and_touch_into_past_kills_record(ctx: Ctx) -> CaseResul
     Ok(())
 }
 
-/// `load_and_touch` racing a stream of updates: every answer is a consistent (payload, version) pair and no older payload is ever written back.
+/// `load_and_touch` racing a stream of updates: every answer is a consistent (payload, version) pair, moved (every call is due) and showing its own new deadline, and no older payload is ever written back.
 pub(crate) async fn load_and_touch_racing_updates_keeps_payload(ctx: Ctx) -> CaseResult {
     ctx.need_touch()?;
     const UPDATES: u64 = 100;
@@ -312,6 +312,16 @@ pub(crate) async fn load_and_touch_racing_updates_keeps_payload(ctx: Ctx) -> Cas
                         let expected = format!("update {}", r.record.version - FIRST_VERSION);
                         if r.record.payload != expected.as_bytes() {
                             return Err(format!("call #{i} by refresher {t}: version {} came with payload {:?}, expected {expected:?}", r.record.version, String::from_utf8_lossy(&r.record.payload)));
+                        }
+                        // Every deadline the record ever has (the updates', a refresh's)
+                        // is before the bound, so every call is due; the answer is the
+                        // record right after its own move — not one an update rewrote
+                        // between a move and a read.
+                        if !r.touched || !near(r.record.expires_at, touch_deadline) {
+                            return Err(format!("call #{i} by refresher {t}: touched {} with expires_at {}, expected true with {touch_deadline} (a due call answers the record as its own move left it)", r.touched, r.record.expires_at));
+                        }
+                        if !near(r.previous_expires_at, deadline) && !near(r.previous_expires_at, touch_deadline) {
+                            return Err(format!("call #{i} by refresher {t}: previous_expires_at {} is neither an update's {deadline} nor a refresh's {touch_deadline}", r.previous_expires_at));
                         }
                     }
                     Ok(None) => return Err(format!("call #{i} by refresher {t} of a live record returned None")),
