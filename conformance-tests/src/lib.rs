@@ -84,6 +84,7 @@ macro_rules! __with_cases {
             namespace_isolated_on_create,
             namespace_isolated_on_update,
             namespace_isolated_on_touch,
+            namespace_isolated_on_load_and_touch,
             namespace_isolated_on_expire,
             namespace_isolated_on_delete_expired,
             hex_neighbour_keys_isolated,

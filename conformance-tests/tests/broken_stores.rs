@@ -105,6 +105,10 @@ enum Flaw {
     /// between is answered with its own deadline while `touched` says the call moved
     /// it.
     LoadAndTouchReadsAfterTouch,
+    /// `load_and_touch` with `due_before` at or after the new deadline (the one-step
+    /// path) moves the key's due deadline in every namespace (a script or statement
+    /// that forgot the prefix or the table).
+    LoadAndTouchIgnoresNamespace,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -388,6 +392,34 @@ impl SessionInterface for TestStore {
                 touched: true,
             }));
         }
+        if self.flaw == Flaw::LoadAndTouchIgnoresNamespace && due_before >= expires_at {
+            let now = self.clock.now();
+            let own = self.id(key);
+            let mut map = self.map();
+            let mut answer = None;
+            for (id, e) in map.iter_mut() {
+                if id.1 != own.1 || !self.alive(now, e.expires_at) {
+                    continue;
+                }
+                let previous_expires_at = e.expires_at;
+                let touched = previous_expires_at < due_before;
+                if touched {
+                    e.expires_at = expires_at;
+                }
+                if *id == own {
+                    answer = Some(Refreshed {
+                        record: StoredRecord {
+                            payload: e.payload.clone(),
+                            expires_at: e.expires_at,
+                            version: e.version,
+                        },
+                        previous_expires_at,
+                        touched,
+                    });
+                }
+            }
+            return Ok(answer);
+        }
         if self.flaw == Flaw::LoadAndTouchReadsAfterTouch {
             let id = self.id(key);
             let (previous_expires_at, touched) = {
@@ -545,6 +577,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::SweepDeletesByStaleListing,
     Flaw::LoadAndTouchAlwaysDueWithLateBound,
     Flaw::LoadAndTouchReadsAfterTouch,
+    Flaw::LoadAndTouchIgnoresNamespace,
 ];
 
 /// The flaws only the thorough run catches.
@@ -682,6 +715,10 @@ async fn headline_flaws_trip_their_cases() {
         (
             Flaw::LoadAndTouchReadsAfterTouch,
             "load_and_touch_racing_updates_keeps_payload",
+        ),
+        (
+            Flaw::LoadAndTouchIgnoresNamespace,
+            "namespace_isolated_on_load_and_touch",
         ),
     ];
     let mut missed = Vec::new();

@@ -487,6 +487,69 @@ pub(crate) async fn namespace_isolated_on_touch(ctx: Ctx) -> CaseResult {
     other.intact("touch into the past").await
 }
 
+/// `load_and_touch` sees only this namespace's record: `None` for a key only another namespace holds, and a move here — with the bound before the new deadline or at it, into the future or the past — never moves, returns or revives the other's record.
+pub(crate) async fn namespace_isolated_on_load_and_touch(ctx: Ctx) -> CaseResult {
+    let s = ctx.store().as_ref();
+    let k = key()?;
+    let other = Neighbour::open(&ctx, &k).await?;
+    // (new deadline, due_before): the bound before the new deadline (the manager's
+    // default threshold) and at it (threshold 0), which stores may answer on
+    // different paths; each one due for the other namespace's record (2 h ahead).
+    let calls = [(HOUR * 5, HOUR * 4), (HOUR * 6, HOUR * 6)];
+    for (new, due) in calls {
+        match s.load_and_touch(&k, ctx.now() + new, ctx.now() + due).await {
+            Ok(None) => {}
+            Ok(Some(r)) => fail!(
+                "load_and_touch here (bound {due} ahead) of a key only another namespace holds returned a record (version {}, {} bytes)",
+                r.record.version,
+                r.record.payload.len()
+            ),
+            Err(e) => {
+                fail!("load_and_touch here of a key only another namespace holds: Err({e:?})")
+            }
+        }
+        other
+            .intact(&format!(
+                "load_and_touch (bound {due} ahead) of an absent key"
+            ))
+            .await?;
+    }
+    s.save(&k, &ctx.rec(&b"here"[..], HOUR), CREATE)
+        .await
+        .or_fail("save(Create) here")?;
+    let calls = [(HOUR * 3, HOUR * 2), (HOUR * 4, HOUR * 4)];
+    for (new, due) in calls {
+        let what = format!("load_and_touch here to +{new} (bound {due} ahead)");
+        match s.load_and_touch(&k, ctx.now() + new, ctx.now() + due).await {
+            Ok(Some(r)) => {
+                ensure!(
+                    &r.record.payload[..] == b"here" && r.record.version == FIRST_VERSION,
+                    "{what}: returned version {} with {} bytes, expected this namespace's record",
+                    r.record.version,
+                    r.record.payload.len()
+                );
+                ensure!(
+                    r.touched || !ctx.caps().touch,
+                    "{what}: a due call reported touched = false"
+                );
+            }
+            Ok(None) => fail!("{what}: None for a live record here"),
+            Err(e) => fail!("{what}: Err({e:?})"),
+        }
+        other.intact(&what).await?;
+    }
+    if ctx.caps().touch {
+        // Into the past: this record dies, the other lives on.
+        let newest = ctx.now() + HOUR * 5;
+        s.load_and_touch(&k, ctx.now() - HOUR, newest)
+            .await
+            .or_fail("load_and_touch here into the past")?;
+        load_none(s, &k, "load here after load_and_touch into the past").await?;
+        other.intact("load_and_touch into the past").await?;
+    }
+    Ok(())
+}
+
 /// `expire` removes only this namespace's record: the other namespace's record under the same key stays intact.
 pub(crate) async fn namespace_isolated_on_expire(ctx: Ctx) -> CaseResult {
     let s = ctx.store().as_ref();
