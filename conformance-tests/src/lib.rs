@@ -111,6 +111,7 @@ macro_rules! __with_cases {
             deadline_with_offset,
             deadline_with_offset_on_update,
             deadline_with_offset_on_touch,
+            deadline_with_offset_on_load_and_touch,
             deadline_with_offset_on_removal,
             // rotation
             rotation_after_period_not_before,

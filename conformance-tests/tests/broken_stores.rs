@@ -109,6 +109,10 @@ enum Flaw {
     /// path) moves the key's due deadline in every namespace (a script or statement
     /// that forgot the prefix or the table).
     LoadAndTouchIgnoresNamespace,
+    /// `load_and_touch` with `due_before` at or after the new deadline (the one-step
+    /// path) reads both instants' local wall-clock times as UTC (a batch that formats
+    /// them as literals without converting).
+    LoadAndTouchDropsOffset,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -392,6 +396,10 @@ impl SessionInterface for TestStore {
                 touched: true,
             }));
         }
+        if self.flaw == Flaw::LoadAndTouchDropsOffset && due_before >= expires_at {
+            let wall = |t: OffsetDateTime| PrimitiveDateTime::new(t.date(), t.time()).assume_utc();
+            return load_then_touch(self, key, wall(expires_at), wall(due_before)).await;
+        }
         if self.flaw == Flaw::LoadAndTouchIgnoresNamespace && due_before >= expires_at {
             let now = self.clock.now();
             let own = self.id(key);
@@ -578,6 +586,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::LoadAndTouchAlwaysDueWithLateBound,
     Flaw::LoadAndTouchReadsAfterTouch,
     Flaw::LoadAndTouchIgnoresNamespace,
+    Flaw::LoadAndTouchDropsOffset,
 ];
 
 /// The flaws only the thorough run catches.
@@ -719,6 +728,10 @@ async fn headline_flaws_trip_their_cases() {
         (
             Flaw::LoadAndTouchIgnoresNamespace,
             "namespace_isolated_on_load_and_touch",
+        ),
+        (
+            Flaw::LoadAndTouchDropsOffset,
+            "deadline_with_offset_on_load_and_touch",
         ),
     ];
     let mut missed = Vec::new();

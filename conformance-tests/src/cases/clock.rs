@@ -396,6 +396,73 @@ pub(crate) async fn deadline_with_offset_on_touch(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
+/// `load_and_touch` with its new deadline and its bound given at any UTC offset means the same instants, on both paths (the bound before the new deadline and at it): a bound 30 min ahead leaves a deadline 1 h ahead alone, a bound 2 h ahead moves it to the new deadline, and a new deadline in the past ends the record.
+pub(crate) async fn deadline_with_offset_on_load_and_touch(ctx: Ctx) -> CaseResult {
+    ctx.need_touch()?;
+    let s = ctx.store().as_ref();
+    let min = Duration::minutes;
+    for offset in offsets()? {
+        let at = |t: OffsetDateTime| t.to_offset(offset);
+        // (new deadline, bound) from now: (not due) a bound the record's deadline (1 h
+        // ahead) is not before, on each path; (due) a bound it is before.
+        let calls = [
+            (HOUR * 3, min(30), false),
+            (min(30), min(30), false),
+            (HOUR * 3, HOUR * 2, true),
+            (HOUR * 2, HOUR * 2, true),
+        ];
+        for (new, due, moves) in calls {
+            let what = format!(
+                "load_and_touch to {new} ahead with the bound {due} ahead, both given at offset {offset}"
+            );
+            let k = key()?;
+            s.save(&k, &ctx.rec(&b"utc"[..], HOUR), CREATE)
+                .await
+                .or_fail(&format!("{what}: save(Create)"))?;
+            let old = ctx.now() + HOUR;
+            let target = at(ctx.now() + new);
+            let r = match s.load_and_touch(&k, target, at(ctx.now() + due)).await {
+                Ok(Some(r)) => r,
+                Ok(None) => fail!("{what}: None for a live record"),
+                Err(e) => fail!("{what}: Err({e:?})"),
+            };
+            let expected = if moves { target } else { old };
+            ensure!(
+                r.touched == moves && near(r.record.expires_at, expected),
+                "{what}: touched {} with expires_at {}, expected {moves} with {expected}",
+                r.touched,
+                r.record.expires_at
+            );
+            load_exact(
+                s,
+                &k,
+                b"utc",
+                FIRST_VERSION,
+                Some(expected),
+                &format!("load after {what}"),
+            )
+            .await?;
+        }
+        let k = key()?;
+        s.save(&k, &ctx.rec(&b"utc"[..], HOUR), CREATE)
+            .await
+            .or_fail("save(Create)")?;
+        let past = at(ctx.now() - HOUR);
+        s.load_and_touch(&k, past, at(ctx.now() + HOUR * 2))
+            .await
+            .or_fail(&format!(
+                "load_and_touch to 1 h in the past given at offset {offset}"
+            ))?;
+        load_none(
+            s,
+            &k,
+            &format!("load after load_and_touch to 1 h in the past given at offset {offset}"),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// A compare-and-set removal (`save(Update)` with a past deadline) given at any UTC offset removes the record on a version match and is a `Conflict` otherwise.
 pub(crate) async fn deadline_with_offset_on_removal(ctx: Ctx) -> CaseResult {
     let s = ctx.store().as_ref();
