@@ -462,29 +462,22 @@ async fn a_purge_picked_as_deadlock_victim_is_run_again() {
 /// A version-1 table with its migration log at version 1, as a store of schema
 /// version 1 left it, and one row whose deadline is an hour from now.
 async fn version_1_table(url: &str, name: &str) -> (StorageKey, OffsetDateTime) {
-    use session_sql_common::TableName;
-    let t = TableName::new(name).unwrap();
-    let mut conn = connect(url).await;
-    let log = MySqlDialect::migration_sql(&t);
-    let v1 = &MySqlDialect::MIGRATIONS[0];
-    assert_eq!(v1.version, 1);
-    for statement in std::iter::once(log.create_log).chain((v1.statements)(&t)) {
-        sqlx::raw_sql(AssertSqlSafe(statement))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
-    sqlx::query(AssertSqlSafe(log.record_version))
-        .bind(1_i64)
-        .bind(v1.description)
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    let t = session_sql_common::TableName::new(name).unwrap();
+    drop(session_sql_testing::integration::version_1_table::<MySql>(url, &t).await);
     // Whole microseconds, as the column stores them.
     let at = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() + time::Duration::hours(1);
     let row = (key(), at);
     MySql::insert_version_1_rows(url, name, std::slice::from_ref(&row)).await;
     row
+}
+
+/// A store on the table `name` (not migrated yet).
+fn store_on(url: &str, name: &str) -> session_mysql::MySqlStore {
+    session_mysql::MySqlStore::builder()
+        .table_name(name)
+        .clock(session_core::ManualClock::starting_now().shared())
+        .connect(url)
+        .unwrap()
 }
 
 /// Runs `sql` on a connection of its own.
@@ -502,8 +495,6 @@ async fn run_sql(url: &str, sql: String) {
 /// the column.)
 #[tokio::test]
 async fn a_version_1_table_without_its_index_is_upgraded() {
-    use session_core::ManualClock;
-    use session_mysql::MySqlStore;
     use session_sql_common::TableName;
     use session_sql_testing::integration::{table, url};
 
@@ -515,11 +506,7 @@ async fn a_version_1_table_without_its_index_is_upgraded() {
         .with_suffix("_expires_at_idx");
     run_sql(&url, format!("ALTER TABLE `{name}` DROP KEY `{index}`")).await;
 
-    let store = MySqlStore::builder()
-        .table_name(&name)
-        .clock(ManualClock::starting_now().shared())
-        .connect(&url)
-        .unwrap();
+    let store = store_on(&url, &name);
     assert_eq!(store.migrate().await.unwrap(), 2);
     MySql::assert_schema(&url, &name).await;
     assert_eq!(
@@ -537,8 +524,6 @@ async fn a_version_1_table_without_its_index_is_upgraded() {
 /// after it.
 #[tokio::test]
 async fn a_failing_migration_step_fails_migrate_and_is_not_recorded() {
-    use session_core::ManualClock;
-    use session_mysql::MySqlStore;
     use session_sql_testing::integration::{table, url};
 
     let Some(url) = url::<MySql>() else { return };
@@ -546,11 +531,7 @@ async fn a_failing_migration_step_fails_migrate_and_is_not_recorded() {
     version_1_table(&url, &name).await;
     run_sql(&url, format!("ALTER TABLE `{name}` DROP COLUMN expires_at")).await;
 
-    let store = MySqlStore::builder()
-        .table_name(&name)
-        .clock(ManualClock::starting_now().shared())
-        .connect(&url)
-        .unwrap();
+    let store = store_on(&url, &name);
     let err = store
         .migrate()
         .await

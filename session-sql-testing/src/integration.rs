@@ -327,18 +327,7 @@ pub async fn a_half_applied_upgrade_is_completed<S: TestServer>() {
     for done in 0..=statements {
         let table = table(&format!("half{done}"));
         let name = TableName::new(&table).unwrap();
-        let mut conn = <<S::Dialect as Dialect>::Connection as Connection>::connect(&url)
-            .await
-            .unwrap();
-        let log = S::Dialect::migration_sql(&name);
-        conn.execute_unprepared(log.create_log).await.unwrap();
-        let v1 = &S::Dialect::MIGRATIONS[0];
-        for statement in (v1.statements)(&name) {
-            conn.execute_unprepared(statement).await.unwrap();
-        }
-        conn.record_version(log.record_version, 1, v1.description)
-            .await
-            .unwrap();
+        let mut conn = version_1_table::<S>(&url, &name).await;
         let rows = [
             (key(), now - Duration::hours(1)),
             (key(), now + Duration::hours(1)),
@@ -386,6 +375,28 @@ fn next_bucket_start(at: OffsetDateTime) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp((expiry_bucket(at) + 1) * EXPIRY_BUCKET_SECONDS).unwrap()
 }
 
+/// Creates `table` as a store of schema version 1 left it: the version-1 table and
+/// its migration log, at version 1. Returns the connection it used.
+pub async fn version_1_table<S: TestServer>(
+    url: &str,
+    table: &TableName,
+) -> <S::Dialect as Dialect>::Connection {
+    let mut conn = <<S::Dialect as Dialect>::Connection as Connection>::connect(url)
+        .await
+        .unwrap();
+    let log = S::Dialect::migration_sql(table);
+    conn.execute_unprepared(log.create_log).await.unwrap();
+    let v1 = &S::Dialect::MIGRATIONS[0];
+    assert_eq!(v1.version, 1);
+    for statement in (v1.statements)(table) {
+        conn.execute_unprepared(statement).await.unwrap();
+    }
+    conn.record_version(log.record_version, 1, v1.description)
+        .await
+        .unwrap();
+    conn
+}
+
 /// A table written by a store of schema version 1 (an `expires_at` index, no bucket
 /// column), under the longest table name, is upgraded in place by `migrate()`: every row gets the bucket of its
 /// deadline — on both sides of a bucket boundary, before 1970, in the past and the
@@ -400,19 +411,7 @@ pub async fn version_1_tables_are_upgraded_in_place<S: TestServer>() {
         table.push('x');
     }
     let name = TableName::new(&table).unwrap();
-    let mut conn = <<S::Dialect as Dialect>::Connection as Connection>::connect(&url)
-        .await
-        .unwrap();
-    let log = S::Dialect::migration_sql(&name);
-    conn.execute_unprepared(log.create_log).await.unwrap();
-    let v1 = &S::Dialect::MIGRATIONS[0];
-    assert_eq!(v1.version, 1);
-    for statement in (v1.statements)(&name) {
-        conn.execute_unprepared(statement).await.unwrap();
-    }
-    conn.record_version(log.record_version, 1, v1.description)
-        .await
-        .unwrap();
+    drop(version_1_table::<S>(&url, &name).await);
 
     let clock = ManualClock::starting_now();
     // Whole microseconds: both databases store deadlines to the microsecond.
