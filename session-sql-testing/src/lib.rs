@@ -8,8 +8,11 @@
 //!   [`sql_store_tests!`].
 //! - [`contract`]: the store-agnostic checks among them that the shared conformance
 //!   suite does not make (microsecond deadlines, more than one purge batch, …).
-//! - [`round_trips`]: a TCP proxy that counts a client's round trips to the server,
-//!   for the tests of what one store operation costs on the wire.
+//! - [`round_trips`]: a TCP proxy that counts a client's round trips to its server,
+//!   for the tests of what one store operation costs on the wire. It parses no
+//!   protocol, so session-redis's tests use it too (a path-only dev-dependency; a
+//!   crate of its own could not be a dependency here, as `cargo package` resolves an
+//!   unpublished crate's dependencies among the published ones).
 //!
 //! Whether a test runs, skips or fails without its server follows
 //! `session_sql_common::testing::server_url`.

@@ -1,12 +1,16 @@
-//! A TCP proxy that counts the round trips a client makes to a database server.
+//! [`RoundTripProxy`], a TCP proxy that counts the round trips a client makes to its
+//! server.
 //!
-//! Both wire protocols the SQL stores speak (MySQL's and PostgreSQL's) are strict
-//! request and response on one connection: the client sends, then waits for the whole
-//! answer before it sends again. So a round trip is a *turn*: a stretch of client
-//! bytes that follows server bytes (or opens the connection). The proxy counts turns
-//! without parsing either protocol, which is what a test of "one round trip" needs: a
-//! batch of several statements sent in one write is one turn, a statement followed by
-//! another after its answer is two.
+//! The wire protocols the stores speak (Redis's, MySQL's, PostgreSQL's) are request
+//! and response on a connection: a client that sends one request, or one pipeline or
+//! batch, waits for the whole answer before it sends the next. So a round trip is a
+//! *turn*: a stretch of client bytes that follows server bytes (or opens the
+//! connection). The proxy counts turns without parsing any protocol, which is what a
+//! test of "one round trip" needs: a batch of statements or a pipeline of commands sent
+//! in one write is one turn, a request followed by another after its answer is two.
+//! (A client that sends its next request before the answer to the previous one — a
+//! multiplexed connection under concurrent use — makes fewer turns than requests; the
+//! tests that count use one request at a time.)
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
