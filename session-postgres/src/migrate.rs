@@ -131,3 +131,22 @@ fn lock_key(table: &TableName) -> i64 {
     }
     h as i64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The advisory-lock key is shared by every process that migrates the table, also
+    /// by processes of different builds during a rolling deploy: it must stay FNV-1a
+    /// of "session-postgres:" and the table name, or an old and a new process could
+    /// migrate the same table at once. (The values were computed outside this crate
+    /// with a separate FNV-1a implementation.) Different tables lock different keys,
+    /// so migrating one never waits for another.
+    #[test]
+    fn lock_key_is_fnv1a_of_the_table_name() {
+        let key = |name: &str| lock_key(&TableName::new(name).unwrap());
+        assert_eq!(key("sessions"), 2_459_551_494_861_366_424);
+        assert_eq!(key("tower_sessions"), -1_520_732_148_794_788_438);
+        assert_ne!(key("sessions"), key("sessions2"));
+    }
+}

@@ -195,3 +195,62 @@ impl TestServer for Postgres {
 }
 
 session_sql_testing::sql_store_tests!(Postgres);
+
+/// A deployment may bound statements on the server (`lock_timeout`,
+/// `statement_timeout` in the role's or database's settings): a statement stopped by
+/// either (SQLSTATE 55P03 lock_not_available, 57014 query_canceled) is a retryable
+/// backend error with the server's error as its source, as the store's own statement
+/// timeout is — the shared classifier alone would call both permanent.
+#[tokio::test]
+async fn server_side_lock_and_statement_timeouts_are_retryable() {
+    use session_core::{Bytes, Clock, Error, NewRecord, SaveMode, SessionInterface};
+    use session_postgres::PostgresStore;
+    use session_sql_testing::integration::store;
+
+    let Some((plain, clock)) = store::<Postgres>("server_timeout").await else {
+        return;
+    };
+    let url = std::env::var(Postgres::URL_VAR).unwrap();
+    let name = plain.table_name().to_owned();
+    let deadline = clock.now() + session_core::time::Duration::hours(1);
+    for (setting, code) in [("lock_timeout", "55P03"), ("statement_timeout", "57014")] {
+        let k = key();
+        let record = NewRecord {
+            payload: Bytes::from_static(b"v"),
+            expires_at: deadline,
+        };
+        plain.save(&k, &record, SaveMode::Create).await.unwrap();
+        let before = plain.load(&k).await.unwrap().unwrap().expires_at;
+        let options = url
+            .parse::<PgConnectOptions>()
+            .unwrap()
+            .options([(setting, "100ms")]);
+        // The same table (already migrated), with the server-side bound set.
+        let bounded = PostgresStore::builder()
+            .table_name(&name)
+            .clock(clock.shared())
+            .connect_with(options)
+            .unwrap();
+        let err = Postgres::with_row_locked(&url, &name, &k, async {
+            bounded
+                .touch(&k, deadline + session_core::time::Duration::hours(1))
+                .await
+        })
+        .await
+        .unwrap_err();
+        assert!(err.is_retryable(), "{setting}: {err:?}");
+        let Error::Backend { source, .. } = &err else {
+            panic!("{setting}: not a backend error: {err:?}")
+        };
+        let server = source
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .and_then(|e| e.code())
+            .unwrap_or_else(|| panic!("{setting}: not a server error: {source:?}"))
+            .into_owned();
+        assert_eq!(server, code, "{setting}");
+        // Nothing moved: the stopped touch wrote nothing.
+        assert_eq!(plain.load(&k).await.unwrap().unwrap().expires_at, before);
+    }
+    plain.drop_table().await.unwrap();
+}
