@@ -34,7 +34,7 @@ use session_sql_common::{
 };
 
 use crate::contract::{self, key};
-use crate::round_trips::RoundTripProxy;
+use crate::round_trips::{self, RoundTripProxy};
 
 /// Rows [`TestServer::insert_expiring_rows`] inserts.
 pub const BULK_ROWS: u64 = 100_000;
@@ -842,19 +842,12 @@ pub async fn blocked_statement_times_out_and_the_store_recovers<S: TestServer>()
     store.drop_table().await.unwrap();
 }
 
-/// Runs `op` and returns its output with the round trips it made through `proxy`.
-async fn counted<T>(proxy: &RoundTripProxy, op: impl Future<Output = T>) -> (T, u64) {
-    let before = proxy.turns();
-    let out = op.await;
-    (out, proxy.turns() - before)
-}
-
 /// The store declares the one-step `load_and_touch`, and with the bound at the new
 /// deadline (a refresh threshold of 0: nearly every read is due) it is one round trip
 /// to the server, as a plain `load` is, where a `load` and a `touch` are two — due or
 /// not, and for an absent key. With the bound before the new deadline (the manager's
 /// default threshold: a refresh is due only now and then) it is a plain `load`, one
-/// round trip, plus a `touch` only when due.
+/// round trip, plus a `touch` only when due ([`round_trips::load_and_touch_round_trips`]).
 pub async fn load_and_touch_is_one_round_trip<S: TestServer>() {
     let Some(url) = url::<S>() else { return };
     let proxy = RoundTripProxy::start(&url).await;
@@ -870,73 +863,7 @@ pub async fn load_and_touch_is_one_round_trip<S: TestServer>() {
         store.capabilities().load_and_touch,
         "the store does not declare the one-step load_and_touch"
     );
-    let (k, absent) = (key(), key());
-    let now = clock.now();
-    let hour = Duration::hours(1);
-    store
-        .save(&k, &rec(b"a", now + hour), SaveMode::Create)
-        .await
-        .unwrap();
-    // Every operation runs once before it is counted: a statement's first run on a
-    // connection may prepare it, which is one more round trip.
-    let mut trips = Vec::new();
-    for _ in 0..2 {
-        let (found, n) = counted(&proxy, store.load(&k)).await;
-        assert!(found.unwrap().is_some());
-        trips.push(n);
-    }
-    assert_eq!(
-        trips[1], 1,
-        "a load (the first run's round trips: {trips:?})"
-    );
-    trips.clear();
-    for _ in 0..2 {
-        let (_, n) = counted(&proxy, async {
-            store.load(&k).await.unwrap().unwrap();
-            assert!(store.touch(&k, now + hour).await.unwrap());
-        })
-        .await;
-        trips.push(n);
-    }
-    assert_eq!(trips[1], 2, "a load and a touch (the proxy counts each)");
-    // (new deadline, due_before, whether due, round trips), in pairs: the first call
-    // of a pair prepares what it runs, the second is counted and sees the deadline
-    // the first one left.
-    let calls = [
-        // The bound at the new deadline (refresh on every request), due.
-        (now + hour * 2, now + hour * 2, true, 1),
-        (now + hour * 3, now + hour * 3, true, 1),
-        // The same, not due: the deadline (3 h away) is after the bound.
-        (now + hour / 2, now + hour / 2, false, 1),
-        (now + hour, now + hour, false, 1),
-        // The bound before the new deadline (a threshold above 0), due.
-        (now + hour * 5, now + hour * 4, true, 2),
-        (now + hour * 7, now + hour * 6, true, 2),
-        // The same, not due.
-        (now + hour * 24, now + hour * 6, false, 1),
-        (now + hour * 25, now + hour * 5, false, 1),
-    ];
-    for (i, (new, due_before, due, expected)) in calls.into_iter().enumerate() {
-        let what = format!("load_and_touch #{i} (due: {due})");
-        let (answer, trips) = counted(&proxy, store.load_and_touch(&k, new, due_before)).await;
-        let answer = answer.unwrap().unwrap_or_else(|| panic!("{what}: None"));
-        assert_eq!(answer.touched, due, "{what}");
-        assert_eq!(&answer.record.payload[..], b"a", "{what}");
-        if i % 2 == 1 {
-            assert_eq!(trips, expected, "{what}: round trips");
-        }
-    }
-    for i in 0..2 {
-        let (answer, trips) = counted(
-            &proxy,
-            store.load_and_touch(&absent, now + hour, now + hour),
-        )
-        .await;
-        assert_eq!(answer.unwrap(), None);
-        if i == 1 {
-            assert_eq!(trips, 1, "load_and_touch of an absent key: round trips");
-        }
-    }
+    round_trips::load_and_touch_round_trips(&store, &proxy, clock.now()).await;
     store.drop_table().await.unwrap();
 }
 

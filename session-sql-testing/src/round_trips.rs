@@ -12,8 +12,14 @@
 //! multiplexed connection under concurrent use — makes fewer turns than requests; the
 //! tests that count use one request at a time.)
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use session_core::time::{Duration, OffsetDateTime};
+use session_core::{Bytes, NewRecord, SaveMode, SessionInterface};
+
+use crate::contract::key;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -71,6 +77,100 @@ impl RoundTripProxy {
 impl Drop for RoundTripProxy {
     fn drop(&mut self) {
         self.acceptor.abort();
+    }
+}
+
+/// Runs `op` and returns its output with the round trips it made through `proxy`.
+pub async fn counted<T>(proxy: &RoundTripProxy, op: impl Future<Output = T>) -> (T, u64) {
+    let before = proxy.turns();
+    let out = op.await;
+    (out, proxy.turns() - before)
+}
+
+/// A record holding `a` until `expires_at`.
+fn record(expires_at: OffsetDateTime) -> NewRecord {
+    NewRecord {
+        payload: Bytes::from_static(b"a"),
+        expires_at,
+    }
+}
+
+/// What a store with the one-step `load_and_touch` costs on the wire, `store` reaching
+/// its server through `proxy` and no other caller using the proxy meanwhile; `now` is
+/// the store's clock. A `load` is one round trip and a `load` and a `touch` two.
+/// `load_and_touch` with the bound at the new deadline (a refresh threshold of 0) is
+/// one, due or not, and for an absent key; with the bound before the new deadline (the
+/// manager's default threshold) it is a plain load, one, plus a `touch` only when due.
+///
+/// # Panics
+/// On any other count or answer (a test failure).
+pub async fn load_and_touch_round_trips(
+    store: &dyn SessionInterface,
+    proxy: &RoundTripProxy,
+    now: OffsetDateTime,
+) {
+    let (k, absent) = (key(), key());
+    let hour = Duration::hours(1);
+    store
+        .save(&k, &record(now + hour), SaveMode::Create)
+        .await
+        .unwrap();
+    // Every operation runs once before it is counted: its first run on a connection
+    // may prepare a statement or load a script, one more round trip.
+    let mut trips = Vec::new();
+    for _ in 0..2 {
+        let (found, n) = counted(proxy, store.load(&k)).await;
+        assert!(found.unwrap().is_some());
+        trips.push(n);
+    }
+    assert_eq!(
+        trips[1], 1,
+        "a load (the first run's round trips: {trips:?})"
+    );
+    trips.clear();
+    for _ in 0..2 {
+        let (_, n) = counted(proxy, async {
+            store.load(&k).await.unwrap().unwrap();
+            assert!(store.touch(&k, now + hour).await.unwrap());
+        })
+        .await;
+        trips.push(n);
+    }
+    assert_eq!(trips[1], 2, "a load and a touch (the proxy counts each)");
+    // (new deadline, due_before, whether due, round trips), in pairs: the first call
+    // of a pair prepares what it runs, the second is counted and sees the deadline
+    // the first one left.
+    let calls = [
+        // The bound at the new deadline (refresh on every request), due.
+        (now + hour * 2, now + hour * 2, true, 1),
+        (now + hour * 3, now + hour * 3, true, 1),
+        // The same, not due: the deadline (3 h away) is after the bound.
+        (now + hour / 2, now + hour / 2, false, 1),
+        (now + hour, now + hour, false, 1),
+        // The bound before the new deadline (a threshold above 0), due.
+        (now + hour * 5, now + hour * 4, true, 2),
+        (now + hour * 7, now + hour * 6, true, 2),
+        // The same, not due.
+        (now + hour * 24, now + hour * 6, false, 1),
+        (now + hour * 25, now + hour * 5, false, 1),
+    ];
+    for (i, (new, due_before, due, expected)) in calls.into_iter().enumerate() {
+        let what = format!("load_and_touch #{i} (due: {due})");
+        let (answer, trips) = counted(proxy, store.load_and_touch(&k, new, due_before)).await;
+        let answer = answer.unwrap().unwrap_or_else(|| panic!("{what}: None"));
+        assert_eq!(answer.touched, due, "{what}");
+        assert_eq!(&answer.record.payload[..], b"a", "{what}");
+        if i % 2 == 1 {
+            assert_eq!(trips, expected, "{what}: round trips");
+        }
+    }
+    for i in 0..2 {
+        let (answer, trips) =
+            counted(proxy, store.load_and_touch(&absent, now + hour, now + hour)).await;
+        assert_eq!(answer.unwrap(), None);
+        if i == 1 {
+            assert_eq!(trips, 1, "load_and_touch of an absent key: round trips");
+        }
     }
 }
 
