@@ -29,6 +29,16 @@ impl TestServer for MySql {
     const URL_VAR: &'static str = "SESSION_TEST_MYSQL_URL";
     const RESTART_CMD_VAR: &'static str = "SESSION_TEST_MYSQL_RESTART_CMD";
     const UNREACHABLE_URL: &'static str = "mysql://nobody@127.0.0.1:1/none";
+    /// Offsets (a server without its time zone tables knows no names); MariaDB's
+    /// range ends at +13:00.
+    const FAR_TIME_ZONES: [(&'static str, i64); 2] =
+        [("+13:00", 13 * 3600), ("-09:30", -(9 * 3600 + 1800))];
+    const TIME_ZONE_OFFSET_QUERY: &'static str =
+        "SELECT CAST(TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), NOW()) AS SIGNED)";
+
+    fn set_time_zone(zone: &str) -> String {
+        format!("SET time_zone = '{zone}'")
+    }
 
     async fn assert_schema(url: &str, table: &str) {
         let mut conn = connect(url).await;

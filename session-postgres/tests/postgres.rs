@@ -28,6 +28,17 @@ impl TestServer for Postgres {
     const URL_VAR: &'static str = "SESSION_TEST_POSTGRES_URL";
     const RESTART_CMD_VAR: &'static str = "SESSION_TEST_POSTGRES_RESTART_CMD";
     const UNREACHABLE_URL: &'static str = "postgres://nobody@127.0.0.1:1/none";
+    /// Named zones without daylight saving time: UTC+14:00 and UTC−09:30.
+    const FAR_TIME_ZONES: [(&'static str, i64); 2] = [
+        ("Pacific/Kiritimati", 14 * 3600),
+        ("Pacific/Marquesas", -(9 * 3600 + 1800)),
+    ];
+    const TIME_ZONE_OFFSET_QUERY: &'static str =
+        "SELECT CAST(EXTRACT(TIMEZONE FROM now()) AS BIGINT)";
+
+    fn set_time_zone(zone: &str) -> String {
+        format!("SET TIME ZONE '{zone}'")
+    }
 
     async fn assert_schema(url: &str, table: &str) {
         let mut conn = connect(url).await;

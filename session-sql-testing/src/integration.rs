@@ -1,7 +1,7 @@
 //! The integration tests both SQL stores run beyond the conformance suite — schema
 //! and migrations, hostile table names, unreadable rows, pool exhaustion, statement
 //! timeouts, a caller's
-//! `sqlx::Pool`, a 100,000-row purge, connection loss, and the SQL-specific
+//! `sqlx::Pool`, connections in far time zones, a 100,000-row purge, connection loss, and the SQL-specific
 //! [`contract`] checks — written once here, generic over a [`TestServer`] that
 //! supplies what differs per database (its URL variable, and the raw SQL a test sends
 //! behind the store's back). A store crate expands them with
@@ -59,6 +59,16 @@ pub trait TestServer: 'static {
     const RESTART_CMD_VAR: &'static str;
     /// A URL of this database's scheme on which nothing listens.
     const UNREACHABLE_URL: &'static str;
+    /// Two session time zones far from UTC, as the statement of
+    /// [`set_time_zone`](Self::set_time_zone) takes them, each with its offset in
+    /// seconds east of UTC: one east of UTC, one west and not a whole hour from it.
+    const FAR_TIME_ZONES: [(&'static str, i64); 2];
+    /// A query of one `BIGINT` row: the connection's session time zone's offset from
+    /// UTC now, in seconds east of UTC.
+    const TIME_ZONE_OFFSET_QUERY: &'static str;
+
+    /// The statement that puts a connection's session in the time zone `zone`.
+    fn set_time_zone(zone: &str) -> String;
 
     /// Asserts the columns (names, types, collations) and the indexes that `migrate()`
     /// created for `table`: the sweep's index on `expires_bucket`, none on `expires_at`.
@@ -404,6 +414,12 @@ pub async fn version_1_table<S: TestServer>(
 /// the expired ones.
 pub async fn version_1_tables_are_upgraded_in_place<S: TestServer>() {
     let Some(url) = url::<S>() else { return };
+    upgrade_in_place::<S>(&url, None).await;
+}
+
+/// [`version_1_tables_are_upgraded_in_place`], with the store's connections in the
+/// session time zone `zone` (the server's own when `None`).
+async fn upgrade_in_place<S: TestServer>(url: &str, zone: Option<(&'static str, i64)>) {
     // The longest name: every name derived from it (indexes of both versions, the
     // log) must still fit the server's identifier limit.
     let mut table = table("upgrade");
@@ -411,7 +427,7 @@ pub async fn version_1_tables_are_upgraded_in_place<S: TestServer>() {
         table.push('x');
     }
     let name = TableName::new(&table).unwrap();
-    drop(version_1_table::<S>(&url, &name).await);
+    drop(version_1_table::<S>(url, &name).await);
 
     let clock = ManualClock::starting_now();
     // Whole microseconds: both databases store deadlines to the microsecond.
@@ -435,16 +451,12 @@ pub async fn version_1_tables_are_upgraded_in_place<S: TestServer>() {
     ];
     let rows: Vec<(StorageKey, OffsetDateTime)> =
         expired.iter().chain(&live).map(|at| (key(), *at)).collect();
-    S::insert_version_1_rows(&url, &table, &rows).await;
+    S::insert_version_1_rows(url, &table, &rows).await;
 
-    let store = Store::<S>::builder()
-        .table_name(&table)
-        .clock(clock.shared())
-        .connect(&url)
-        .unwrap();
+    let store = store_in_zone::<S>(url, &table, &clock, zone).await;
     assert_eq!(store.migrate().await.unwrap(), S::Dialect::SCHEMA_VERSION);
-    S::assert_schema(&url, &table).await;
-    let mut log = S::migration_log(&url, &table).await;
+    S::assert_schema(url, &table).await;
+    let mut log = S::migration_log(url, &table).await;
     log.sort();
     let steps: Vec<(i64, String)> = S::Dialect::MIGRATIONS
         .iter()
@@ -452,7 +464,7 @@ pub async fn version_1_tables_are_upgraded_in_place<S: TestServer>() {
         .collect();
     assert_eq!(log, steps, "each step recorded once");
     assert_eq!(
-        assert_buckets_match_deadlines::<S>(&url, &table).await,
+        assert_buckets_match_deadlines::<S>(url, &table).await,
         rows.len()
     );
 
@@ -485,7 +497,7 @@ pub async fn version_1_tables_are_upgraded_in_place<S: TestServer>() {
         2
     );
     assert_eq!(
-        assert_buckets_match_deadlines::<S>(&url, &table).await,
+        assert_buckets_match_deadlines::<S>(url, &table).await,
         live.len()
     );
     // At the boundary, `boundary - 1µs` and `boundary` itself have expired;
@@ -496,16 +508,22 @@ pub async fn version_1_tables_are_upgraded_in_place<S: TestServer>() {
     store.drop_table().await.unwrap();
 }
 
-/// Every write that sets a deadline stores the bucket of that deadline beside it —
-/// create, create over an expired row, update, touch, `load_and_touch`, a removal by
-/// update — whatever the deadline's UTC offset, so the sweep index finds every expired
-/// row.
+/// Every write that sets a deadline stores that deadline and its bucket beside it —
+/// create, create over an expired row, update, touch, `load_and_touch` on both of its
+/// paths, a removal by update — whatever the deadline's UTC offset, so the sweep index
+/// finds every expired row.
 pub async fn every_write_stores_the_bucket_of_its_deadline<S: TestServer>() {
-    let Some((store, clock)) = store::<S>("buckets").await else {
-        return;
-    };
-    let url = url::<S>().unwrap();
-    let table = store.table_name().to_owned();
+    let Some(url) = url::<S>() else { return };
+    buckets_of_every_write::<S>(&url, None).await;
+}
+
+/// [`every_write_stores_the_bucket_of_its_deadline`], with the store's connections in
+/// the session time zone `zone` (the server's own when `None`).
+async fn buckets_of_every_write<S: TestServer>(url: &str, zone: Option<(&'static str, i64)>) {
+    let table = table("buckets");
+    let clock = ManualClock::starting_now();
+    let store = store_in_zone::<S>(url, &table, &clock, zone).await;
+    store.migrate().await.unwrap();
     let now = clock.now().replace_nanosecond(0).unwrap();
     clock.set(now);
     let east = session_core::time::UtcOffset::from_hms(5, 30, 0).unwrap();
@@ -513,16 +531,29 @@ pub async fn every_write_stores_the_bucket_of_its_deadline<S: TestServer>() {
     let boundary = next_bucket_start(now + Duration::minutes(30));
     let micro = Duration::microseconds(1);
     let k = key();
+    // What a connection in the server's own time zone reads back: the deadline
+    // written, and its bucket.
+    let stored = |at: OffsetDateTime| {
+        let url = url.to_owned();
+        let table = table.clone();
+        let k = k.clone();
+        async move {
+            assert_buckets_match_deadlines::<S>(&url, &table).await;
+            let rows = S::stored_buckets(&url, &table).await;
+            let (_, deadline, _) = rows
+                .iter()
+                .find(|(key, _, _)| key == k.as_str())
+                .expect("the row is stored");
+            assert_eq!(*deadline, at, "the stored deadline");
+        }
+    };
 
+    let first = (boundary - micro).to_offset(east);
     store
-        .save(
-            &k,
-            &rec(b"a", (boundary - micro).to_offset(east)),
-            SaveMode::Create,
-        )
+        .save(&k, &rec(b"a", first), SaveMode::Create)
         .await
         .unwrap();
-    assert_buckets_match_deadlines::<S>(&url, &table).await;
+    stored(first).await;
     let v = store
         .save(
             &k,
@@ -533,14 +564,11 @@ pub async fn every_write_stores_the_bucket_of_its_deadline<S: TestServer>() {
         )
         .await
         .unwrap();
-    assert_buckets_match_deadlines::<S>(&url, &table).await;
-    assert!(
-        store
-            .touch(&k, (boundary + Duration::hours(1)).to_offset(east))
-            .await
-            .unwrap()
-    );
-    assert_buckets_match_deadlines::<S>(&url, &table).await;
+    stored(boundary).await;
+    let touched = (boundary + Duration::hours(1)).to_offset(east);
+    assert!(store.touch(&k, touched).await.unwrap());
+    stored(touched).await;
+    // The two-step path: the bound is before the new deadline.
     let refreshed = store
         .load_and_touch(
             &k,
@@ -551,7 +579,18 @@ pub async fn every_write_stores_the_bucket_of_its_deadline<S: TestServer>() {
         .unwrap()
         .expect("live");
     assert!(refreshed.touched);
-    assert_buckets_match_deadlines::<S>(&url, &table).await;
+    assert_eq!(refreshed.record.expires_at, boundary + Duration::hours(5));
+    stored(boundary + Duration::hours(5)).await;
+    // The one-step path: the bound is at the new deadline.
+    let at = (boundary + Duration::hours(7)).to_offset(west);
+    let refreshed = store
+        .load_and_touch(&k, at, at)
+        .await
+        .unwrap()
+        .expect("live");
+    assert!(refreshed.touched);
+    assert_eq!(refreshed.record.expires_at, at);
+    stored(at).await;
     // A removal by update: the deadline (and so the bucket) moves into the past, and
     // the sweep must find the dead row.
     store
@@ -564,7 +603,7 @@ pub async fn every_write_stores_the_bucket_of_its_deadline<S: TestServer>() {
         )
         .await
         .unwrap();
-    assert_buckets_match_deadlines::<S>(&url, &table).await;
+    stored(now - Duration::days(1)).await;
     // A create over that expired row writes the new deadline's bucket.
     store
         .save(
@@ -574,11 +613,67 @@ pub async fn every_write_stores_the_bucket_of_its_deadline<S: TestServer>() {
         )
         .await
         .unwrap();
-    assert_eq!(assert_buckets_match_deadlines::<S>(&url, &table).await, 1);
+    stored(boundary + micro).await;
+    assert_eq!(
+        store.load(&k).await.unwrap().expect("live").expires_at,
+        boundary + micro
+    );
+    // The sweep, exact to the microsecond: not yet at the deadline, then at it.
+    clock.set(boundary);
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
     clock.set(boundary + micro);
     assert_eq!(store.delete_expired().await.unwrap(), 1);
-    assert!(S::stored_buckets(&url, &table).await.is_empty());
+    assert!(S::stored_buckets(url, &table).await.is_empty());
     store.drop_table().await.unwrap();
+}
+
+/// The connection's session time zone changes nothing: a store whose connections
+/// are all in a zone far east of UTC, or west of it by a fraction of an hour, stores,
+/// reads, refreshes and sweeps the same instants as a connection in the server's own
+/// zone sees them, and upgrades a version-1 table with the same buckets. (Deadlines
+/// are bound as UTC instants; a statement that read `now()`, converted a zone-less
+/// column through the session's zone, or let the server format a deadline would
+/// shift them by the zone's offset.)
+pub async fn the_sessions_time_zone_changes_nothing<S: TestServer>() {
+    let Some(url) = url::<S>() else { return };
+    for zone in S::FAR_TIME_ZONES {
+        buckets_of_every_write::<S>(&url, Some(zone)).await;
+        upgrade_in_place::<S>(&url, Some(zone)).await;
+    }
+}
+
+/// A store on `table` with the clock `clock`, whose connections are all in the
+/// session time zone `zone` (checked on one of them), or in the server's own when
+/// `None`.
+async fn store_in_zone<S: TestServer>(
+    url: &str,
+    table: &str,
+    clock: &ManualClock,
+    zone: Option<(&'static str, i64)>,
+) -> Store<S> {
+    let builder = Store::<S>::builder()
+        .table_name(table)
+        .clock(clock.shared());
+    let Some((zone, offset)) = zone else {
+        return builder.connect(url).unwrap();
+    };
+    let set = S::set_time_zone(zone);
+    let pool = PoolOptions::<<<S::Dialect as Dialect>::Connection as Connection>::Database>::new()
+        .max_connections(4)
+        .after_connect(move |conn, _| Box::pin(conn.execute_unprepared(set.clone())))
+        .connect(url)
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    assert_eq!(
+        conn.fetch_version(S::TIME_ZONE_OFFSET_QUERY.to_owned())
+            .await
+            .unwrap(),
+        Some(offset),
+        "the connection is in {zone}"
+    );
+    drop(conn);
+    builder.with_pool(pool).unwrap()
 }
 
 /// A row the store cannot read is `Error::Decode`, not a panic.
@@ -1071,6 +1166,7 @@ macro_rules! sql_store_tests {
             a_table_without_its_migration_log_is_adopted,
             a_half_applied_upgrade_is_completed,
             every_write_stores_the_bucket_of_its_deadline,
+            the_sessions_time_zone_changes_nothing,
             unreadable_rows_are_decode_errors,
             exhausted_pool_times_out_instead_of_hanging,
             blocked_statement_times_out_and_the_store_recovers,
