@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 #[derive(Debug)]
 pub struct RoundTripProxy {
     url: String,
+    port: u16,
     turns: Arc<AtomicU64>,
     acceptor: JoinHandle<()>,
 }
@@ -58,6 +59,7 @@ impl RoundTripProxy {
         });
         Self {
             url: format!("{before}127.0.0.1:{port}{after}"),
+            port,
             turns,
             acceptor,
         }
@@ -66,6 +68,11 @@ impl RoundTripProxy {
     /// The server URL with the proxy in place of the server.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The local port the proxy listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Turns counted so far, over every connection.
