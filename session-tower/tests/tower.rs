@@ -5,22 +5,12 @@ mod common;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 
-use common::{cookie_pair, manager};
-use http::header::{COOKIE, SET_COOKIE, VARY};
+use common::{Body, cookie_pair, get, manager, session_of, set_cookie};
+use http::header::{COOKIE, VARY};
 use http::{HeaderValue, Request, Response, StatusCode};
-use session_core::{Session, SessionConfig, SessionManager};
+use session_core::{SessionConfig, SessionManager};
 use session_tower::{Error, SessionLayer, StatusResponse};
 use tower::{Layer, Service, ServiceExt, service_fn};
-
-type Body = String;
-
-fn session_of(request: &Request<Body>) -> Session {
-    request
-        .extensions()
-        .get::<Session>()
-        .cloned()
-        .expect("the layer inserts the session")
-}
 
 /// A handler that counts visits in the session and answers with the count.
 async fn count_visits(request: Request<Body>) -> Result<Response<Body>, Infallible> {
@@ -28,21 +18,6 @@ async fn count_visits(request: Request<Body>) -> Result<Response<Body>, Infallib
     let n = session.get::<u64>("n").await.unwrap().unwrap_or(0) + 1;
     session.insert("n", &n).await.unwrap();
     Ok(Response::new(n.to_string()))
-}
-
-fn get(cookie: Option<&str>) -> Request<Body> {
-    let mut builder = Request::builder();
-    if let Some(c) = cookie {
-        builder = builder.header(COOKIE, c);
-    }
-    builder.body(Body::new()).unwrap()
-}
-
-fn set_cookie(response: &Response<Body>) -> Option<String> {
-    let mut values = response.headers().get_all(SET_COOKIE).iter();
-    let first = values.next().map(|v| v.to_str().unwrap().to_owned());
-    assert!(values.next().is_none(), "at most one Set-Cookie");
-    first
 }
 
 #[tokio::test]
