@@ -141,7 +141,13 @@ impl Connection {
         let client = client.build()?;
         let mut conns = Vec::with_capacity(config.pool_size);
         for _ in 0..config.pool_size {
-            conns.push(client.get_async_connection().await?);
+            match client.get_async_connection().await {
+                Ok(conn) => conns.push(conn),
+                #[cfg(feature = "tls")]
+                Err(e) => return Err(seed_certificate_failure(nodes, config).await.unwrap_or(e)),
+                #[cfg(not(feature = "tls"))]
+                Err(e) => return Err(e),
+            }
         }
         Ok(Self::Cluster(RoundRobin::new(conns)))
     }
@@ -171,6 +177,34 @@ impl Connection {
             }
         })
     }
+}
+
+/// Why a cluster's seeds refused a TLS connection, when it was their certificate.
+///
+/// The cluster client reports a failed start as an I/O error that holds its cause
+/// only as text, so a certificate that no retry can cure would read as retryable.
+/// After such a failure, one plain (non-cluster) connection to the first `rediss://`
+/// seed, with the same TLS settings, recovers the typed cause; any other outcome
+/// leaves the cluster client's error as it was.
+#[cfg(feature = "tls")]
+async fn seed_certificate_failure(
+    nodes: &[String],
+    config: &RedisConfig,
+) -> Option<redis::RedisError> {
+    let seed = nodes.iter().find(|url| url.starts_with("rediss://"))?;
+    let client = match &config.tls_root_certificates {
+        Some(pem) => redis::Client::build_with_tls(seed.as_str(), tls_roots(pem)),
+        None => redis::Client::open(seed.as_str()),
+    }
+    .ok()?;
+    let probe = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(config.connect_timeout))
+        .set_response_timeout(Some(config.command_timeout));
+    let err = client
+        .get_multiplexed_async_connection_with_config(&probe)
+        .await
+        .err()?;
+    crate::error::is_certificate_failure(&err).then_some(err)
 }
 
 /// The driver's TLS settings for [`RedisConfig::tls_root_certificates`]: trust these

@@ -109,7 +109,7 @@ fn is_transient(err: &RedisError) -> bool {
 /// certificate does not cover, an expired one — fails the same way on every retry,
 /// although the driver reports it as an I/O error.
 #[cfg(feature = "tls")]
-fn is_certificate_failure(err: &RedisError) -> bool {
+pub(crate) fn is_certificate_failure(err: &RedisError) -> bool {
     use std::error::Error as StdError;
 
     use rustls::Error as Tls;

@@ -5,11 +5,15 @@
 //! `SESSION_TEST_TLS_CA` (a skip line when unset; a failure instead when
 //! `SESSION_TEST_REQUIRE` names `redis-tls`).
 
+mod common;
+
 use async_trait::async_trait;
+use common::{OwnCluster, info_field, key, record, unique_prefix};
 use conformance_tests::backends::RedisHarness;
 use conformance_tests::servers::Backend;
 use conformance_tests::{Fixture, Harness, Namespace, SetupError};
-use session_core::{BoxError, ConfigError};
+use session_core::time::{Duration, OffsetDateTime};
+use session_core::{BoxError, ConfigError, SaveMode, SessionInterface};
 use session_redis::{RedisConfig, RedisStore};
 use tokio::sync::OnceCell;
 
@@ -142,4 +146,115 @@ fn the_test_ca_is_accepted_and_not_printed() {
         shown.contains(&format!("tls_root_certificates: Some({})", ca.len())),
         "{shown}"
     );
+}
+
+/// An all-`rediss://` cluster: the root certificates given are trusted on every
+/// connection the cluster client opens — to the seeds and to the masters it learns
+/// from the slot map (their TLS ports) — and every operation works on keys of both
+/// masters; without them, connecting fails, and not as retryable. (A private
+/// two-master cluster, `tls-cluster yes`, with the server certificate that
+/// `scripts/services.sh` keeps beside the test CA.)
+#[tokio::test]
+async fn an_all_tls_cluster_trusts_the_given_roots_on_every_node() {
+    let Ok((_, ca)) = tls_server().map_err(|r| println!("skipped: {r}")) else {
+        return;
+    };
+    let ca_path = std::env::var(CA_VAR).unwrap();
+    let dir = std::path::Path::new(&ca_path).parent().unwrap().to_owned();
+    let file = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let tls_port = |port: u16| port + 100;
+    let ports = [21440, 21441];
+    let Some(cluster) = OwnCluster::start_with(
+        "tls",
+        &ports,
+        |port| {
+            [
+                "--tls-port",
+                &tls_port(port).to_string(),
+                "--tls-cluster",
+                "yes",
+                "--tls-cert-file",
+                &file("server.crt"),
+                "--tls-key-file",
+                &file("server.key"),
+                "--tls-ca-cert-file",
+                &ca_path,
+                "--tls-auth-clients",
+                "no",
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        },
+        tls_port,
+    )
+    .await
+    else {
+        return;
+    };
+    let seeds: Vec<String> = ports
+        .iter()
+        .map(|&p| format!("rediss://127.0.0.1:{}", tls_port(p)))
+        .collect();
+
+    let untrusted = RedisStore::connect(RedisConfig::cluster(seeds.clone()))
+        .await
+        .expect_err("a certificate from an unknown CA must not be accepted");
+    let mut chain = untrusted.to_string();
+    let mut source = std::error::Error::source(&untrusted);
+    while let Some(s) = source {
+        chain.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    assert!(chain.to_lowercase().contains("certificate"), "{chain}");
+    assert!(!untrusted.is_retryable(), "{chain}");
+
+    let config = RedisConfig::cluster(seeds)
+        .tls_root_certificates(ca)
+        .key_prefix(unique_prefix("tls-cluster"));
+    let store = RedisStore::connect(config).await.expect("connect over TLS");
+    let now = OffsetDateTime::now_utc();
+    let hour = Duration::hours(1);
+    let keys: Vec<_> = (0..32).map(|_| key()).collect();
+    for k in &keys {
+        store
+            .save(k, &record(b"a", now + hour), SaveMode::Create)
+            .await
+            .unwrap();
+        let v = store
+            .save(
+                k,
+                &record(b"b", now + hour),
+                SaveMode::Update {
+                    expected_version: 1,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(v, 2);
+        assert!(store.touch(k, now + 2 * hour).await.unwrap());
+        let refreshed = store
+            .load_and_touch(k, now + 3 * hour, now + 3 * hour)
+            .await
+            .unwrap()
+            .expect("live");
+        assert_eq!(refreshed.record.payload.as_ref(), b"b");
+        assert!(refreshed.touched);
+    }
+    // Both masters hold keys, so both were reached over TLS (the plain ports are
+    // only this test's way in to look).
+    let mut keyspace = redis::cmd("INFO");
+    keyspace.arg("keyspace");
+    for node in &cluster.nodes {
+        let mut raw = node.raw().await;
+        let db0 = info_field(&mut raw, &keyspace, "db0").await;
+        assert!(
+            db0.starts_with("keys="),
+            "node {} holds no key",
+            node.port()
+        );
+    }
+    for k in &keys {
+        store.expire(k).await.unwrap();
+        assert!(store.load(k).await.unwrap().is_none());
+    }
 }

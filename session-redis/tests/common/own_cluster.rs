@@ -22,20 +22,34 @@ impl OwnCluster {
     /// evenly in port order, a node timeout of 1 s; returns once every node reports
     /// `cluster_state:ok`. `None` (the test skips) as for [`OwnServer::start`].
     pub async fn start(name: &str, ports: &[u16]) -> Option<Self> {
+        Self::start_with(name, ports, |_| Vec::new(), |port| port).await
+    }
+
+    /// [`start`](Self::start), each node also given the arguments `extra(port)`, and
+    /// known to the others by the port `cluster_port(port)` (with `tls-cluster yes`,
+    /// its TLS port: the cluster bus listens on that port + 10000).
+    pub async fn start_with(
+        name: &str,
+        ports: &[u16],
+        extra: impl Fn(u16) -> Vec<String>,
+        cluster_port: impl Fn(u16) -> u16,
+    ) -> Option<Self> {
         let dir = std::env::temp_dir().join(format!("sr-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut nodes = Vec::new();
         for &port in ports {
             let conf = dir.join(format!("nodes-{port}.conf"));
             let _ = std::fs::remove_file(&conf);
-            let args = [
-                "--cluster-enabled",
-                "yes",
-                "--cluster-node-timeout",
-                "1000",
-                "--cluster-config-file",
-                conf.to_str().unwrap(),
+            let mut args = vec![
+                "--cluster-enabled".to_owned(),
+                "yes".to_owned(),
+                "--cluster-node-timeout".to_owned(),
+                "1000".to_owned(),
+                "--cluster-config-file".to_owned(),
+                conf.to_str().unwrap().to_owned(),
             ];
+            args.extend(extra(port));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             nodes.push(OwnServer::start(port, &args)?);
         }
         let mut cluster = Self {
@@ -51,7 +65,9 @@ impl OwnCluster {
             query(&mut con, &add).await;
             if i > 0 {
                 let mut meet = redis::cmd("CLUSTER");
-                meet.arg("MEET").arg("127.0.0.1").arg(ports[0]);
+                meet.arg("MEET")
+                    .arg("127.0.0.1")
+                    .arg(cluster_port(ports[0]));
                 query(&mut con, &meet).await;
             }
             let id = string(query(&mut con, redis::cmd("CLUSTER").arg("MYID")).await);
