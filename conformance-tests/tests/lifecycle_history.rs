@@ -8,8 +8,11 @@
 //!
 //! - every acknowledged change is present unless a later request removed it;
 //! - nothing comes back after a `destroy`, and an id retired by `cycle_id` is dead;
-//! - a request may answer "session gone" (removal cookie, changes dropped) only where
-//!   its session was destroyed, emptied or moved to a new id before it.
+//! - a request may answer "session gone" (changes dropped) only where its session
+//!   was destroyed, emptied or moved to a new id before it;
+//! - only the request that ends a session (destroy, emptying) removes its cookie: a
+//!   request through a dead cookie, or whose session is gone, sends no `Set-Cookie`
+//!   (a removal would delete the cookie a concurrent login has just set).
 //!
 //! Against memory and file always; against every server store whose URL is set (in
 //! CI all of them: `SESSION_TEST_REQUIRE` makes a missing server fail). The seed of a
@@ -72,6 +75,9 @@ struct Request {
     answer: Answer,
     /// What a read saw.
     read: Option<Data>,
+    /// The session had ended meanwhile and nothing of the request was saved
+    /// (`Session::ended_meanwhile`): the one sign of "gone", whose answer is `Leave`.
+    dropped: bool,
 }
 
 /// The keys requests work on: few, so sessions empty and refill often.
@@ -182,6 +188,7 @@ async fn run_request(
         end,
         answer: answer_of(&decision),
         read,
+        dropped: session.ended_meanwhile(),
     })
 }
 
@@ -214,7 +221,7 @@ impl Model {
         };
         match (live, &r.op) {
             (_, Op::Destroy) => {
-                if r.answer == removal_if_cookie {
+                if r.answer == removal_if_cookie && !r.dropped {
                     let mut m = self.clone();
                     if let Some(c) = &r.cookie {
                         m.kill(c);
@@ -253,16 +260,15 @@ impl Model {
                     },
                     Op::Destroy => unreachable!("handled above"),
                 };
-                if fits {
+                if fits && !r.dropped {
                     out.push(m);
                 }
             }
             (None, op) => {
-                // No live session under the cookie: a fresh, empty one.
+                // No live session under the cookie: a fresh, empty one, and the
+                // (dead) cookie left alone.
                 let fits = match op {
-                    Op::Read => {
-                        r.answer == removal_if_cookie && r.read.as_ref() == Some(&Data::new())
-                    }
+                    Op::Read => r.answer == Answer::Leave && r.read.as_ref() == Some(&Data::new()),
                     Op::Insert(k, v) => match &r.answer {
                         Answer::Set(new) if self.is_new(new) => {
                             let mut m = self.clone();
@@ -273,18 +279,19 @@ impl Model {
                         }
                         _ => false,
                     },
-                    _ => r.answer == removal_if_cookie,
+                    _ => r.answer == Answer::Leave,
                 };
-                if fits {
+                if fits && !r.dropped {
                     out.push(self.clone());
                 }
                 // "Session gone": the request loaded its session, which was then
                 // destroyed, emptied or moved before it saved; its changes are
-                // dropped and its cookie removed.
-                let gone = r.op.writes()
-                    && r.answer == Answer::Remove
+                // dropped and its cookie left alone.
+                let gone = r.dropped
+                    && r.op.writes()
+                    && r.answer == Answer::Leave
                     && r.cookie.as_ref().is_some_and(|c| self.dead.contains(c));
-                if gone && !fits {
+                if gone {
                     out.push(self.clone());
                 }
             }
@@ -618,7 +625,14 @@ mod checker {
             end: span.1,
             answer,
             read: None,
+            dropped: false,
         }
+    }
+
+    /// `r`, saying that its session had ended meanwhile and its changes were dropped.
+    fn dropped(mut r: Request) -> Request {
+        r.dropped = true;
+        r
     }
 
     fn model(token: &str, data: &[(&str, i64)]) -> Model {
@@ -676,21 +690,42 @@ mod checker {
             Data::from([("a".to_owned(), 0), ("b".to_owned(), 1)]),
         )]);
         assert!(explain(&history, model("t", &[("a", 0)]), &back).is_none());
-        // Gone is fine: the request's session was destroyed before it.
+        // Gone is fine: the request's session was destroyed before it (its changes
+        // dropped, its cookie left to the logout).
         let gone = vec![
             req(0, Some("t"), Op::Destroy, (0, 1), Answer::Remove),
-            req(1, Some("t"), Op::Insert("b", 1), (2, 3), Answer::Remove),
+            dropped(req(1, Some("t"), Op::Insert("b", 1), (2, 3), Answer::Leave)),
         ];
         assert!(explain(&gone, model("t", &[("a", 0)]), &BTreeMap::new()).is_some());
         // But not without a reason: a spurious "gone" on a live session fails.
-        let spurious = vec![req(
+        let spurious = vec![dropped(req(
             1,
             Some("t"),
             Op::Insert("b", 1),
             (2, 3),
-            Answer::Remove,
-        )];
+            Answer::Leave,
+        ))];
         let intact = BTreeMap::from([("t".to_owned(), Data::from([("a".to_owned(), 0)]))]);
         assert!(explain(&spurious, model("t", &[("a", 0)]), &intact).is_none());
+    }
+
+    #[test]
+    fn only_the_request_that_ends_a_session_removes_its_cookie() {
+        // A read through the id a login cycled away: empty, and no removal, which
+        // would delete the new login cookie if it arrived after the login's answer.
+        let mut login = model("t", &[("a", 0)]);
+        login.kill("t");
+        login
+            .live
+            .insert("u".into(), Data::from([("a".to_owned(), 0)]));
+        let end = login.live.clone();
+        let mut read = req(1, Some("t"), Op::Read, (0, 1), Answer::Leave);
+        read.read = Some(Data::new());
+        assert!(explain(std::slice::from_ref(&read), login.clone(), &end).is_some());
+        read.answer = Answer::Remove;
+        assert!(explain(&[read], login.clone(), &end).is_none());
+        // Nor may a write whose session is gone remove the cookie.
+        let write = req(1, Some("t"), Op::Insert("b", 1), (0, 1), Answer::Remove);
+        assert!(explain(&[write], login, &end).is_none());
     }
 }

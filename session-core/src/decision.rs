@@ -13,7 +13,10 @@ pub enum CookieDecision {
     Leave,
     /// Set this cookie (a new session, a new id, or a refreshed `Max-Age`).
     Set(Cookie<'static>),
-    /// Remove the cookie (logout, an emptied session, an unknown or dead session).
+    /// Remove the cookie (logout, an emptied session, a cookie that is not a
+    /// session token). A cookie naming a session that is dead or unknown is left
+    /// alone instead: after a login's `cycle_id` it may be the old id of a request
+    /// still in flight, and the removal would delete the browser's new cookie.
     Remove(Cookie<'static>),
 }
 

@@ -202,7 +202,12 @@ impl SessionManager {
     /// - Changed session: `Update` with compare-and-set; on a conflict the session is
     ///   reloaded and this request's per-key changes re-applied, up to
     ///   [`SessionConfig::save_attempts`] times. If the session was destroyed
-    ///   meanwhile, the changes are dropped and the cookie removed: never resurrected.
+    ///   meanwhile, the changes are dropped (never resurrected) and the cookie left
+    ///   to the request that ended the session: [`CookieDecision::Leave`].
+    /// - Cookie naming a dead or unknown session, nothing stored: no store write,
+    ///   [`CookieDecision::Leave`] — after a login's `cycle_id` a request still in
+    ///   flight with the old id must not delete the browser's new cookie. A cookie
+    ///   that is not a session token: [`CookieDecision::Remove`].
     /// - Emptied session: record removed by compare-and-set on the loaded version
     ///   (merged and decided again on a conflict), cookie removed.
     /// - Destroyed session: record expired unconditionally, cookie removed.
@@ -265,7 +270,11 @@ impl SessionManager {
     async fn finish_with(&self, session: &Session, merge: bool) -> Result<CookieDecision, Error> {
         let (loaded, cycle, destroyed) = {
             let state = session.state();
-            (state.loaded.clone(), state.cycle, state.destroyed)
+            let mut loaded = state.loaded.clone();
+            if let Some(l) = &mut loaded {
+                l.ended_meanwhile = false;
+            }
+            (loaded, state.cycle, state.destroyed)
         };
         let had_cookie = session.inner.had_cookie;
         let (decision, loaded) = match &self.shared.backend {

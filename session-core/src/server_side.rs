@@ -155,7 +155,12 @@ impl<'a> ServerSide<'a> {
             return Ok((CookieDecision::Leave, None));
         };
         let decision = match loaded.existing {
-            None if loaded.data.is_empty() => shared.removal_if(had_cookie),
+            // No live session. A cookie that is not a token at all is removed; a
+            // token whose session is dead is left alone: it may be the old id of a
+            // login that a concurrent request just rotated, whose response has given
+            // (or will give) the browser the new cookie — a removal arriving after it
+            // would delete that one. A dead token costs a load per request, no more.
+            None if loaded.data.is_empty() => shared.removal_if(had_cookie && incoming.is_none()),
             None => self.create(&mut loaded).await?,
             // Manual rotation is strict: the old record is removed, no pointer left.
             Some(_) if cycle => {
@@ -409,8 +414,9 @@ impl<'a> ServerSide<'a> {
         }
         let attempts = self.shared.config.save_attempts();
         for attempt in 0..attempts {
+            // An earlier request of this process (the queue's) removed it.
             let Some(old) = loaded.existing.clone() else {
-                return Ok(self.shared.removal_if(true));
+                return Ok(self.shared.gone(loaded));
             };
             let outcome = match intent {
                 _ if loaded.data.is_empty() => self.remove(loaded, &old).await,

@@ -215,6 +215,41 @@ impl Session {
         state.cycle || state.destroyed || state.loaded.as_ref().is_some_and(Loaded::is_modified)
     }
 
+    /// After [`SessionManager::finish`](crate::SessionManager::finish): whether the
+    /// session turned out to have ended while this request held it — another
+    /// request destroyed it, emptied it or cycled its id, or it expired — so that
+    /// nothing of this request was saved (never resurrected). Such a response
+    /// carries no cookie (only the request that ends a session removes it), so this
+    /// is how a caller tells "saved" from "dropped"; `false` before `finish`.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use session_core::*;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// # let manager = SessionManager::new(Arc::new(session_memory::MemoryStore::new()), SessionConfig::default());
+    /// # let s = manager.session(None);
+    /// # s.insert("cart", &1u32).await?;
+    /// # let CookieDecision::Set(cookie) = manager.finish(&s).await? else { panic!() };
+    /// # let cookie = cookie.value().to_owned();
+    /// // A request adds to the cart while another one logs out.
+    /// let add = manager.session(Some(&cookie));
+    /// add.insert("cart", &2u32).await?;
+    /// let logout = manager.session(Some(&cookie));
+    /// logout.destroy();
+    /// assert!(matches!(manager.finish(&logout).await?, CookieDecision::Remove(_)));
+    /// // The addition is dropped, and its response leaves the cookie to the logout's.
+    /// assert_eq!(manager.finish(&add).await?, CookieDecision::Leave);
+    /// assert!(add.ended_meanwhile());
+    /// # Ok::<(), Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn ended_meanwhile(&self) -> bool {
+        self.state()
+            .loaded
+            .as_ref()
+            .is_some_and(|l| l.ended_meanwhile)
+    }
+
     /// Whether this request has used the session: read or changed it (which loaded
     /// it) or destroyed it. The response to such a request depends on the request's
     /// cookie, so an HTTP layer marks it `Vary: Cookie` for shared caches. A request

@@ -57,6 +57,7 @@ impl Shared {
             meta_changed: false,
             via: None,
             refreshed: false,
+            ended_meanwhile: false,
         }
     }
 
@@ -94,11 +95,16 @@ impl Shared {
         Ok(payload)
     }
 
-    /// The session vanished under us: drop this request's changes, remove the cookie.
+    /// The session vanished under us (another request destroyed it, emptied it or
+    /// cycled its id, or it expired): drop this request's changes, and leave the
+    /// cookie alone — the request that ended the session decided about the cookie,
+    /// and after a login's `cycle_id` the browser's cookie may already be the new
+    /// one, which a removal would delete.
     pub(crate) fn gone(&self, loaded: &mut Loaded) -> CookieDecision {
         loaded.existing = None;
         loaded.data = Arc::default();
-        self.removal_if(true)
+        loaded.ended_meanwhile = true;
+        CookieDecision::Leave
     }
 
     pub(crate) fn is_permanent(&self, loaded: &Loaded) -> bool {

@@ -77,6 +77,9 @@ pub(crate) struct Loaded {
     /// The load already refreshed the deadline (a one-step `load_and_touch`), so
     /// `finish` only owes the cookie of a permanent session.
     pub refreshed: bool,
+    /// The last `finish` found the session ended by someone else and saved nothing
+    /// of this request ([`Session::ended_meanwhile`](crate::Session::ended_meanwhile)).
+    pub ended_meanwhile: bool,
 }
 
 impl Loaded {
@@ -153,5 +156,6 @@ pub(crate) fn loaded_from_record(existing: Existing, envelope: Envelope) -> Load
         meta_changed: false,
         via: None,
         refreshed: false,
+        ended_meanwhile: false,
     }
 }

@@ -447,11 +447,55 @@ async fn destroyed_meanwhile_drops_changes_and_never_resurrects() {
     logout.destroy();
     assert_removed(&f.manager.finish(&logout).await.unwrap());
 
-    assert_removed(&f.manager.finish(&writer).await.unwrap());
+    // The logout removed the cookie; the writer's changes are dropped and its
+    // response leaves the cookie to the request that ended the session.
+    assert_eq!(
+        f.manager.finish(&writer).await.unwrap(),
+        CookieDecision::Leave
+    );
+    assert!(
+        writer.ended_meanwhile(),
+        "the writer learns its change was dropped"
+    );
     assert!(stored(&f, &cookie).await.is_none());
     let calls = f.store.take_calls();
     assert_eq!(calls.create, 0, "{calls:?}");
     assert!(f.store.inner.is_empty());
+}
+
+/// Requests still in flight with the cookie a login just rotated away — one that
+/// reads the session after the rotation, one that loaded before it and writes after
+/// — send no `Set-Cookie`: a removal would delete the new login cookie from the
+/// browser whenever their response arrived after the login's. The old id stays dead,
+/// and the late write is dropped, never resurrecting it.
+#[tokio::test]
+async fn requests_racing_a_login_rotation_leave_the_new_cookie_alone() {
+    let f = fixture();
+    let old = new_session(&f, &[("cart", 1)]).await;
+    // Another tab's request, through another process, loads before the login…
+    let other = other_process(&f);
+    let writer = other.session(Some(&old));
+    writer.insert("cart", &2).await.unwrap();
+    // …the login cycles the id…
+    let login = f.manager.session(Some(&old));
+    login.insert("user", &7).await.unwrap();
+    login.cycle_id().await.unwrap();
+    let new = set_value(&f.manager.finish(&login).await.unwrap());
+    // …a third request reads through the old cookie after it…
+    let reader = f.manager.session(Some(&old));
+    assert!(!reader.exists().await.unwrap());
+    assert_eq!(
+        f.manager.finish(&reader).await.unwrap(),
+        CookieDecision::Leave
+    );
+    // …and the first one saves after it.
+    assert_eq!(other.finish(&writer).await.unwrap(), CookieDecision::Leave);
+    assert!(writer.ended_meanwhile() && !reader.ended_meanwhile());
+    assert!(!login.ended_meanwhile());
+    assert!(stored(&f, &old).await.is_none(), "the old id stays dead");
+    let logged_in = f.manager.session(Some(&new));
+    assert_eq!(logged_in.get::<i64>("user").await.unwrap(), Some(7));
+    assert_eq!(logged_in.get::<i64>("cart").await.unwrap(), Some(1));
 }
 
 #[tokio::test]
@@ -640,8 +684,10 @@ async fn permanent_refresh_renews_max_age() {
     assert_eq!(c.max_age(), Some(Duration::hours(24)));
 }
 
+/// A refresh that finds its session gone writes nothing back and leaves the cookie
+/// to whoever ended the session.
 #[tokio::test]
-async fn touch_of_a_vanished_session_removes_the_cookie() {
+async fn touch_of_a_vanished_session_writes_nothing_and_leaves_the_cookie() {
     let f = fixture_with(
         SessionConfig::builder()
             .refresh_each_request(true)
@@ -654,7 +700,7 @@ async fn touch_of_a_vanished_session_removes_the_cookie() {
     s.get::<i64>("a").await.unwrap();
     let key = SessionToken::parse(&cookie).unwrap().storage_key();
     f.store.inner.expire(&key).await.unwrap();
-    assert_removed(&f.manager.finish(&s).await.unwrap());
+    assert_eq!(f.manager.finish(&s).await.unwrap(), CookieDecision::Leave);
     assert!(f.store.inner.is_empty());
 }
 
@@ -681,12 +727,23 @@ async fn unknown_or_expired_cookie_starts_fresh() {
     let cookie = new_session(&f, &[("a", 1)]).await;
     f.clock.advance(Duration::days(2));
     let unknown = SessionToken::generate().unwrap().to_cookie_value();
-    for value in [cookie.as_str(), unknown.as_str(), "../../etc/passwd", ""] {
+    for (value, token) in [
+        (cookie.as_str(), true),
+        (unknown.as_str(), true),
+        ("../../etc/passwd", false),
+        ("", false),
+    ] {
         let s = f.manager.session(Some(value));
         assert!(!s.exists().await.unwrap());
         assert_eq!(s.get::<i64>("a").await.unwrap(), None);
-        // Left empty: the stale cookie is removed, nothing stored.
-        assert_removed(&f.manager.finish(&s).await.unwrap());
+        // Left empty: nothing stored. A cookie that is no token is removed; a
+        // dead token is left alone (it may be the old id of a concurrent login).
+        let decision = f.manager.finish(&s).await.unwrap();
+        if token {
+            assert_eq!(decision, CookieDecision::Leave, "{value}");
+        } else {
+            assert_removed(&decision);
+        }
 
         let s = f.manager.session(Some(value));
         s.insert("n", &1).await.unwrap();
@@ -992,7 +1049,12 @@ async fn cycle_id_after_logout_meanwhile_stays_logged_out() {
         let logout = other.session(Some(&old));
         logout.destroy();
         assert_removed(&other.finish(&logout).await.unwrap());
-        assert_removed(&f.manager.finish(&login).await.unwrap());
+        // The logout's response removes the cookie; the login's, whose session is
+        // gone, sends nothing (it sets no new one either).
+        assert_eq!(
+            f.manager.finish(&login).await.unwrap(),
+            CookieDecision::Leave
+        );
         assert!(
             f.store.inner.is_empty(),
             "nothing may come back after a logout"

@@ -108,10 +108,8 @@ async fn after_the_window_the_old_cookie_is_dead() {
     let s = f.manager.session(Some(&old));
     assert!(!s.exists().await.unwrap());
     assert_eq!(s.get::<i64>("user").await.unwrap(), None);
-    assert!(matches!(
-        f.manager.finish(&s).await.unwrap(),
-        CookieDecision::Remove(_)
-    ));
+    // Dead, and left alone: the browser holding it may hold the new one by now.
+    assert_eq!(f.manager.finish(&s).await.unwrap(), CookieDecision::Leave);
     assert!(f.manager.session(Some(&new)).exists().await.unwrap());
 }
 
