@@ -431,6 +431,7 @@ fn is_attribute_byte(b: u8) -> bool {
 mod tests {
     use super::*;
 
+    /// Every default in the options table (README, `SessionConfig` docs) is what `default()` and `build()` give.
     #[test]
     fn defaults_match_the_design_table() {
         let c = SessionConfig::default();
@@ -445,6 +446,9 @@ mod tests {
         assert!(!c.refresh_each_request());
         assert_eq!(c.refresh_threshold(), 0.5);
         assert_eq!(c.max_payload_bytes(), 1 << 20);
+        assert_eq!(c.save_attempts(), 16);
+        assert_eq!(c.rotate_every(), None);
+        assert_eq!(c.rotation_grace(), Duration::seconds(60));
     }
 
     #[test]
