@@ -848,11 +848,12 @@ async fn unreadable_stored_bytes_are_no_session_but_newer_formats_are_errors() {
     ));
 }
 
+/// A save under conflict is tried exactly `save_attempts` times, then `TooManyConflicts` reports that number.
 #[tokio::test]
 async fn save_attempts_bound_conflict_retries() {
-    /// A store whose updates always conflict.
+    /// A store whose updates always conflict, counting them.
     #[derive(Debug)]
-    struct AlwaysConflict(MemoryStore);
+    struct AlwaysConflict(MemoryStore, AtomicU32);
     #[async_trait]
     impl SessionInterface for AlwaysConflict {
         async fn load(&self, key: &StorageKey) -> Result<Option<StoredRecord>, Error> {
@@ -865,7 +866,10 @@ async fn save_attempts_bound_conflict_retries() {
             mode: SaveMode,
         ) -> Result<Version, Error> {
             match mode {
-                SaveMode::Update { .. } => Err(Error::Conflict),
+                SaveMode::Update { .. } => {
+                    self.1.fetch_add(1, Ordering::SeqCst);
+                    Err(Error::Conflict)
+                }
                 SaveMode::Create => self.0.save(key, record, mode).await,
             }
         }
@@ -882,8 +886,9 @@ async fn save_attempts_bound_conflict_retries() {
             self.0.capabilities()
         }
     }
+    let store = Arc::new(AlwaysConflict(MemoryStore::new(), AtomicU32::new(0)));
     let manager = SessionManager::new(
-        Arc::new(AlwaysConflict(MemoryStore::new())),
+        store.clone(),
         SessionConfig::builder().save_attempts(3).build().unwrap(),
     );
     let s = manager.session(None);
@@ -895,6 +900,7 @@ async fn save_attempts_bound_conflict_retries() {
         manager.finish(&s).await,
         Err(Error::TooManyConflicts { attempts: 3 })
     ));
+    assert_eq!(store.1.load(Ordering::SeqCst), 3, "updates tried");
 }
 
 #[tokio::test]
