@@ -780,6 +780,41 @@ async fn oversize_payload_is_a_typed_error_and_writes_nothing() {
     assert_eq!(stored(&f, &cookie).await.unwrap(), before);
 }
 
+/// `max_payload_bytes` is the largest encoded session saved: exactly the limit is stored, one byte over is `PayloadTooLarge`.
+#[tokio::test]
+async fn the_payload_limit_admits_exactly_its_own_size() {
+    // The encoded size of this session (the fixture's clock is fixed, so every
+    // fixture encodes it to the same bytes).
+    let probe = fixture();
+    let cookie = new_session(&probe, &[("a", 1), ("b", 22)]).await;
+    let size = stored(&probe, &cookie).await.unwrap().payload.len();
+
+    for (limit, fits) in [(size, true), (size - 1, false)] {
+        let f = fixture_with(
+            SessionConfig::builder()
+                .max_payload_bytes(limit)
+                .build()
+                .unwrap(),
+        );
+        let s = f.manager.session(None);
+        s.insert("a", &1).await.unwrap();
+        s.insert("b", &22).await.unwrap();
+        match f.manager.finish(&s).await {
+            Ok(CookieDecision::Set(c)) if fits => {
+                assert_eq!(stored(&f, c.value()).await.unwrap().payload.len(), size);
+            }
+            Err(Error::PayloadTooLarge {
+                size: got,
+                limit: l,
+            }) if !fits => {
+                assert_eq!((got, l), (size, limit));
+                assert!(f.store.inner.is_empty());
+            }
+            other => panic!("limit {limit}, size {size}: {other:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn typed_values_round_trip_and_type_errors_are_typed() {
     #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
