@@ -32,6 +32,11 @@ struct Recording {
     calls: Mutex<Calls>,
     /// Answer this many creates with `Collision` before passing them through.
     collide_creates: AtomicU32,
+    /// Before passing this many creates through, store another session under
+    /// their key, so the store itself answers `Collision` (a real one).
+    occupy_creates: AtomicU32,
+    /// The keys of the sessions stored by `occupy_creates`.
+    occupied: Mutex<Vec<StorageKey>>,
     touch_supported: bool,
     /// Declares (and passes through) session-memory's one-step `load_and_touch`.
     one_step: bool,
@@ -47,6 +52,8 @@ impl Recording {
             inner: MemoryStore::with_clock(clock.shared()),
             calls: Mutex::new(Calls::default()),
             collide_creates: AtomicU32::new(0),
+            occupy_creates: AtomicU32::new(0),
+            occupied: Mutex::default(),
             touch_supported,
             one_step: false,
         })
@@ -58,6 +65,8 @@ impl Recording {
             inner: MemoryStore::with_clock(clock.shared()),
             calls: Mutex::new(Calls::default()),
             collide_creates: AtomicU32::new(0),
+            occupy_creates: AtomicU32::new(0),
+            occupied: Mutex::default(),
             touch_supported: true,
             one_step: true,
         })
@@ -94,6 +103,17 @@ impl SessionInterface for Recording {
                         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
                 if forced.is_ok() {
                     return Err(Error::Collision);
+                }
+                let occupy =
+                    self.occupy_creates
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+                if occupy.is_ok() {
+                    let theirs = NewRecord {
+                        payload: session_core::Bytes::from_static(b"someone else's"),
+                        expires_at: record.expires_at,
+                    };
+                    self.inner.save(key, &theirs, SaveMode::Create).await?;
+                    self.occupied.lock().unwrap().push(key.clone());
                 }
             }
             SaveMode::Update { .. } => self.count(|c| c.update += 1),
@@ -329,6 +349,27 @@ async fn collision_draws_a_new_token() {
     let s = f.manager.session(None);
     s.insert("a", &1).await.unwrap();
     assert!(matches!(f.manager.finish(&s).await, Err(Error::Collision)));
+}
+
+/// A create that meets a live record (a real `Collision`) is retried under a fresh token, never the same one, and the other session is left alone.
+#[tokio::test]
+async fn a_real_collision_is_retried_under_a_new_token() {
+    let f = fixture();
+    f.store.occupy_creates.store(2, Ordering::SeqCst);
+    let s = f.manager.session(None);
+    s.insert("a", &1).await.unwrap();
+    let cookie = set_value(&f.manager.finish(&s).await.unwrap());
+    assert_eq!(f.store.take_calls().create, 3);
+    let occupied = f.store.occupied.lock().unwrap().clone();
+    let mine = SessionToken::parse(&cookie).unwrap().storage_key();
+    assert_eq!(occupied.len(), 2);
+    assert!(occupied[0] != occupied[1] && !occupied.contains(&mine));
+    for key in &occupied {
+        let theirs = f.store.inner.load(key).await.unwrap().unwrap();
+        assert_eq!(&theirs.payload[..], b"someone else's");
+    }
+    let s = f.manager.session(Some(&cookie));
+    assert_eq!(s.get::<i64>("a").await.unwrap(), Some(1));
 }
 
 /// A second manager over the fixture's store: another process, as far as the
