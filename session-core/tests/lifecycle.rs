@@ -225,6 +225,40 @@ async fn untouched_session_makes_no_store_call() {
     }
 }
 
+/// A cookie value that is not a canonical token is no session even when the request uses it: no store call but the new session's create.
+#[tokio::test]
+async fn an_ill_formed_cookie_never_reaches_the_store() {
+    let f = fixture();
+    let cookie = new_session(&f, &[("a", 1)]).await;
+    let key = SessionToken::parse(&cookie).unwrap().storage_key();
+    let huge = "A".repeat(1 << 20);
+    for value in [
+        "",
+        "../../etc/passwd",
+        &cookie[..42],
+        &format!("{cookie}="),
+        &format!(" {cookie}"),
+        // The session's storage key (a leaked store dump) is not its cookie.
+        key.as_str(),
+        &huge,
+    ] {
+        let s = f.manager.session(Some(value));
+        assert!(!s.exists().await.unwrap());
+        assert_eq!(s.get::<i64>("a").await.unwrap(), None);
+        s.insert("b", &2).await.unwrap();
+        let fresh = set_value(&f.manager.finish(&s).await.unwrap());
+        assert_ne!(fresh, cookie);
+        assert_eq!(
+            f.store.take_calls(),
+            Calls {
+                create: 1,
+                ..Calls::default()
+            },
+            "{value:.60?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn reading_without_changes_writes_nothing() {
     let f = fixture();
