@@ -140,6 +140,123 @@ mod tests {
         }
     }
 
+    /// What [`Scripted`]'s next purge does.
+    #[derive(Clone, Copy)]
+    enum Outcome {
+        Purge,
+        Fail,
+        Unsupported,
+    }
+
+    /// A store whose purges follow a script (then succeed), reporting the
+    /// (virtual) instant of each call.
+    struct Scripted {
+        script: Vec<Outcome>,
+        calls: AtomicU32,
+        at: tokio::sync::mpsc::UnboundedSender<tokio::time::Instant>,
+    }
+
+    #[async_trait]
+    impl SessionInterface for Scripted {
+        async fn load(&self, _: &StorageKey) -> Result<Option<StoredRecord>, Error> {
+            Ok(None)
+        }
+        async fn save(&self, _: &StorageKey, _: &NewRecord, _: SaveMode) -> Result<Version, Error> {
+            Err(Error::NotFound)
+        }
+        async fn expire(&self, _: &StorageKey) -> Result<(), Error> {
+            Ok(())
+        }
+        async fn touch(&self, _: &StorageKey, _: OffsetDateTime) -> Result<bool, Error> {
+            Ok(false)
+        }
+        async fn delete_expired(&self) -> Result<u64, Error> {
+            let _ = self.at.send(tokio::time::Instant::now());
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) as usize;
+            match self.script.get(n).copied().unwrap_or(Outcome::Purge) {
+                Outcome::Purge => Ok(0),
+                Outcome::Fail => Err(Error::retryable("database down")),
+                Outcome::Unsupported => Err(Error::unsupported("delete_expired")),
+            }
+        }
+        fn capabilities(&self) -> Capabilities {
+            Capabilities::full()
+        }
+    }
+
+    fn scripted(
+        script: Vec<Outcome>,
+    ) -> (
+        Arc<Scripted>,
+        tokio::sync::mpsc::UnboundedReceiver<tokio::time::Instant>,
+    ) {
+        let (at, calls) = tokio::sync::mpsc::unbounded_channel();
+        let store = Arc::new(Scripted {
+            script,
+            calls: AtomicU32::new(0),
+            at,
+        });
+        (store, calls)
+    }
+
+    /// Waits `period` before each purge, `initial_backoff` doubling per consecutive failure (never above `period`) after a failure, and `period` again after a success.
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_is_the_period_or_a_doubling_backoff_capped_at_the_period() {
+        use Outcome::{Fail, Purge};
+        let script = [vec![Fail; 8], vec![Purge, Fail, Purge]].concat();
+        let (store, mut calls) = scripted(script);
+        let schedule = CleanupSchedule {
+            period: Duration::from_secs(100),
+            initial_backoff: Duration::from_secs(1),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let started = tokio::time::Instant::now();
+        let task = spawn_cleanup(store, schedule, async move {
+            let _ = stopped.await;
+        });
+        let mut waits = Vec::new();
+        let mut last = started;
+        for _ in 0..12 {
+            let at = calls.recv().await.unwrap();
+            waits.push((at - last).as_secs());
+            last = at;
+        }
+        // Purge, then (failures) 1, 2, 4, … capped at the period; a success
+        // resets the backoff.
+        assert_eq!(waits, [100, 1, 2, 4, 8, 16, 32, 64, 100, 100, 1, 100]);
+        stop.send(()).unwrap();
+        task.await.unwrap();
+        assert_eq!(
+            CleanupSchedule::default(),
+            CleanupSchedule {
+                period: Duration::from_secs(300),
+                initial_backoff: Duration::from_secs(1),
+            }
+        );
+        assert_eq!(
+            CleanupSchedule::every(Duration::from_secs(7)).initial_backoff,
+            Duration::from_secs(1)
+        );
+    }
+
+    /// A store that answers `Unsupported` ends the task by itself (no shutdown needed), after that one call.
+    #[tokio::test(start_paused = true)]
+    async fn a_store_that_cannot_purge_ends_the_task() {
+        let (store, mut calls) = scripted(vec![Outcome::Unsupported; 100]);
+        let task = spawn_cleanup(
+            store.clone(),
+            CleanupSchedule::every(Duration::from_secs(60)),
+            std::future::pending(),
+        );
+        // Virtual time: a task that kept going would run out this hour in an instant.
+        tokio::time::timeout(Duration::from_secs(3600), task)
+            .await
+            .expect("the cleanup task kept running")
+            .unwrap();
+        assert_eq!(store.calls.load(Ordering::SeqCst), 1);
+        assert!(calls.recv().await.is_some());
+    }
+
     #[tokio::test]
     async fn keeps_going_after_errors_and_stops_on_shutdown() {
         let store = Arc::new(Flaky {
