@@ -274,3 +274,50 @@ pub enum ConfigError {
         reason: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only transient failures are retryable: a retryable backend failure, the OS random source, and a conflict budget used up; every verdict of the store contract and every configuration, decode or size error is not.
+    #[test]
+    fn only_transient_failures_are_retryable() {
+        let json = JsonError {
+            kind: JsonErrorKind::Data,
+            line: 1,
+            column: 1,
+        };
+        let retryable = [
+            Error::retryable("connection reset"),
+            Error::Randomness("getrandom failed".into()),
+            Error::TooManyConflicts { attempts: 16 },
+        ];
+        let permanent = [
+            Error::Collision,
+            Error::Conflict,
+            Error::NotFound,
+            Error::unsupported("touch"),
+            Error::backend("bad credentials"),
+            Error::Decode(DecodeError::UnknownVersion(2)),
+            Error::Decode(DecodeError::Malformed { reason: "short" }),
+            Error::Decode(DecodeError::Json(json)),
+            Error::PayloadTooLarge { size: 2, limit: 1 },
+            Error::CookieTooLarge {
+                size: 5000,
+                limit: 4096,
+            },
+            Error::Value {
+                key: "k".into(),
+                type_name: "u64",
+                source: json,
+            },
+            Error::Config(ConfigError::ZeroSaveAttempts),
+        ];
+        for e in &retryable {
+            assert!(e.is_retryable(), "{e:?}");
+        }
+        for e in &permanent {
+            assert!(!e.is_retryable(), "{e:?}");
+        }
+    }
+}
