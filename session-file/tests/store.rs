@@ -372,6 +372,68 @@ async fn payloads_of_any_size_and_content_and_the_limit() {
     assert!(!record_path(tmp.path(), &k).exists());
 }
 
+/// A record file larger than the payload limit allows is never read: `load` and `load_and_touch` report `Malformed` (a file of exactly the limit still loads).
+#[tokio::test]
+async fn record_files_over_the_limit_are_not_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let far = OffsetDateTime::now_utc() + Duration::hours(1);
+    // Written by a store with a higher limit (or planted by anyone who can).
+    let roomy = FileStore::builder(tmp.path())
+        .max_payload_bytes(2048)
+        .open()
+        .await
+        .unwrap();
+    let (over, at) = (key(), key());
+    for (k, len) in [(&over, 1025), (&at, 1024)] {
+        let r = NewRecord {
+            payload: vec![7u8; len].into(),
+            expires_at: far,
+        };
+        roomy.save(k, &r, SaveMode::Create).await.unwrap();
+    }
+    for mode in [TouchMode::InPlace, TouchMode::Rewrite] {
+        let store = FileStore::builder(tmp.path())
+            .max_payload_bytes(1024)
+            .touch_mode(mode)
+            .open()
+            .await
+            .unwrap();
+        // (The error, or only that there was none: a payload is too long to print.)
+        let r = store.load(&over).await.map(|_| "a record");
+        assert!(
+            matches!(r, Err(Error::Decode(DecodeError::Malformed { .. }))),
+            "load, {mode:?}: {r:?}"
+        );
+        let r = store
+            .load_and_touch(&over, far, far)
+            .await
+            .map(|_| "a record");
+        assert!(
+            matches!(r, Err(Error::Decode(DecodeError::Malformed { .. }))),
+            "load_and_touch, {mode:?}: {r:?}"
+        );
+        assert_eq!(store.load(&at).await.unwrap().unwrap().payload.len(), 1024);
+    }
+}
+
+/// `FileStore::open` refuses payloads over 64 MiB (`DEFAULT_MAX_PAYLOAD_BYTES`) with `PayloadTooLarge`, writing nothing.
+#[tokio::test]
+async fn the_default_payload_limit_is_64_mib() {
+    assert_eq!(session_file::DEFAULT_MAX_PAYLOAD_BYTES, 64 << 20);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = FileStore::open(tmp.path()).await.unwrap();
+    let k = key();
+    let big = NewRecord {
+        payload: vec![0u8; (64 << 20) + 1].into(),
+        expires_at: OffsetDateTime::now_utc() + Duration::hours(1),
+    };
+    assert!(matches!(
+        store.save(&k, &big, SaveMode::Create).await,
+        Err(Error::PayloadTooLarge { size, limit }) if size == (64 << 20) + 1 && limit == 64 << 20
+    ));
+    assert!(!record_path(tmp.path(), &k).exists());
+}
+
 /// Damaged records: a typed decode error for that key, other keys unaffected.
 #[tokio::test]
 async fn corrupted_and_truncated_records_fail_only_their_key() {
