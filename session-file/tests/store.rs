@@ -303,6 +303,66 @@ fn tree_with_prefix(prefix: &str, dir: &Path) -> Vec<String> {
     v
 }
 
+/// A symlinked store path is resolved once, at `open`: the target is what is checked, and repointing the link afterwards never moves a read or write.
+#[tokio::test]
+async fn a_symlinked_store_path_is_checked_and_pinned_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (real, other, link) = (
+        tmp.path().join("real"),
+        tmp.path().join("other"),
+        tmp.path().join("link"),
+    );
+    private_dir(&real).unwrap();
+    private_dir(&other).unwrap();
+    symlink(&real, &link).unwrap();
+    let (store, clock) = store_with_clock(&link).await;
+    assert_eq!(store.dir(), link);
+    let far = clock.now() + Duration::hours(1);
+    let (a, b) = (
+        StorageKey::parse(&format!("a{}", "1".repeat(63))).unwrap(),
+        StorageKey::parse(&format!("b{}", "2".repeat(63))).unwrap(),
+    );
+    store
+        .save(&a, &rec(b"a", far), SaveMode::Create)
+        .await
+        .unwrap();
+
+    // Repointed after open (by an operator, or by whoever can write its parent).
+    fs::remove_file(&link).unwrap();
+    symlink(&other, &link).unwrap();
+    // A new shard, a write to the old one, reads, a sweep.
+    store
+        .save(&b, &rec(b"b", far), SaveMode::Create)
+        .await
+        .unwrap();
+    let upd = SaveMode::Update {
+        expected_version: 1,
+    };
+    store.save(&a, &rec(b"a2", far), upd).await.unwrap();
+    assert_eq!(&store.load(&a).await.unwrap().unwrap().payload[..], b"a2");
+    assert_eq!(&store.load(&b).await.unwrap().unwrap().payload[..], b"b");
+    clock.advance(Duration::hours(2));
+    assert_eq!(store.delete_expired().await.unwrap(), 2);
+    assert!(tree(&other).is_empty(), "{:?}", tree(&other));
+    // Both shards were made in the directory the link named at `open`.
+    assert_eq!(tree(&real), ["a1", "b2"]);
+
+    // The target is what is judged: a link to a directory others can write is
+    // refused like that directory.
+    for (mode, what) in [(0o777, "world-writable"), (0o770, "group-writable")] {
+        let shared = tmp.path().join(what);
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(mode)).unwrap();
+        let to_shared = tmp.path().join(format!("link-to-{what}"));
+        symlink(&shared, &to_shared).unwrap();
+        let r = FileStore::open(&to_shared).await;
+        assert!(
+            matches!(r, Err(Error::Config(ConfigError::Invalid { .. }))),
+            "{what}: {r:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn constructor_validates_the_directory() {
     let tmp = tempfile::tempdir().unwrap();
