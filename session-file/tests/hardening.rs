@@ -406,3 +406,48 @@ async fn planted_record(planted: Planted, mode: TouchMode) {
     }
     assert_eq!(fs::read(&outside).unwrap(), b"not a session");
 }
+
+/// Loads take no lock: while another process holds a key's `flock` (say, one that hangs mid-save), `load` and a `load_and_touch` that is not due still return the record.
+#[test]
+fn reads_never_wait_for_a_held_key_lock() {
+    for mode in [TouchMode::InPlace, TouchMode::Rewrite] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let far = OffsetDateTime::now_utc() + Duration::hours(1);
+        let k = SessionToken::generate().unwrap().storage_key();
+        let record = NewRecord {
+            payload: Bytes::from_static(b"live"),
+            expires_at: far,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let store = FileStore::open(&dir).await.unwrap();
+            store.save(&k, &record, SaveMode::Create).await.unwrap();
+        });
+        // The other process's lock: a `flock` on its own open of the lock file.
+        let lock_path = dir.join(&k.as_str()[..2]).join(format!("{k}.lock"));
+        let held = fs::File::open(&lock_path).unwrap();
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let (store_dir, key) = (dir.clone(), k.clone());
+        finishes(
+            format!("reads under a held lock, {mode:?}"),
+            move || async move {
+                let store = FileStore::builder(&store_dir)
+                    .touch_mode(mode)
+                    .open()
+                    .await
+                    .unwrap();
+                let loaded = store.load(&key).await.unwrap().unwrap();
+                assert_eq!(&loaded.payload[..], b"live");
+                // Due only before now: the deadline stays, nothing to lock.
+                let now = OffsetDateTime::now_utc();
+                let refreshed = store.load_and_touch(&key, far, now).await.unwrap().unwrap();
+                assert!(!refreshed.touched);
+                assert_eq!(&refreshed.record.payload[..], b"live");
+            },
+        );
+        drop(held);
+    }
+}
