@@ -228,8 +228,10 @@ fn expired_values_are_rejected() {
     }
 }
 
+/// Values over `MAX_COOKIE_VALUE_LEN` (8 KiB, as the README says) open to nothing and are never sealed; the largest value that fits round-trips.
 #[test]
 fn oversized_values_are_refused() {
+    assert_eq!(MAX_COOKIE_VALUE_LEN, 8 * 1024);
     for sealer in sealers(ring("k", 1)) {
         // A genuine value, padded past the limit with trailing garbage.
         let value = sealer
