@@ -301,3 +301,80 @@ proptest! {
         prop_assert!(open_record(&ring, &storage_key(), &bytes).is_err());
     }
 }
+
+/// The inner store's calls, by name, in order.
+#[derive(Debug, Default)]
+struct Logged {
+    inner: MemoryStore,
+    calls: std::sync::Mutex<Vec<&'static str>>,
+}
+
+impl Logged {
+    fn take(&self) -> Vec<&'static str> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+    fn log(&self, call: &'static str) {
+        self.calls.lock().unwrap().push(call);
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionInterface for Logged {
+    async fn load(&self, key: &StorageKey) -> Result<Option<session_core::StoredRecord>, Error> {
+        self.log("load");
+        self.inner.load(key).await
+    }
+    async fn save(
+        &self,
+        key: &StorageKey,
+        record: &NewRecord,
+        mode: SaveMode,
+    ) -> Result<session_core::Version, Error> {
+        self.log("save");
+        self.inner.save(key, record, mode).await
+    }
+    async fn expire(&self, key: &StorageKey) -> Result<(), Error> {
+        self.log("expire");
+        self.inner.expire(key).await
+    }
+    async fn touch(&self, key: &StorageKey, expires_at: OffsetDateTime) -> Result<bool, Error> {
+        self.log("touch");
+        self.inner.touch(key, expires_at).await
+    }
+    async fn delete_expired(&self) -> Result<u64, Error> {
+        self.log("delete_expired");
+        self.inner.delete_expired().await
+    }
+    fn capabilities(&self) -> session_core::Capabilities {
+        self.inner.capabilities()
+    }
+}
+
+/// `touch`, `expire` and `delete_expired` cost the inner store exactly one call of the same name each, and `touch` leaves the sealed bytes and version as they were.
+#[tokio::test]
+async fn deadline_operations_pass_straight_through() {
+    let logged = Arc::new(Logged::default());
+    let store = EncryptedStore::new(logged.clone(), KeyRing::new(key("k", 1)));
+    let k = storage_key();
+    store
+        .save(&k, &record(b"{\"a\":1}"), SaveMode::Create)
+        .await
+        .unwrap();
+    let before = logged.inner.load(&k).await.unwrap().unwrap();
+    logged.take();
+
+    let later = before.expires_at + Duration::hours(1);
+    assert!(store.touch(&k, later).await.unwrap());
+    assert_eq!(logged.take(), ["touch"]);
+    let after = logged.inner.load(&k).await.unwrap().unwrap();
+    assert_eq!(
+        (&after.payload, after.version, after.expires_at),
+        (&before.payload, before.version, later)
+    );
+
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    assert_eq!(logged.take(), ["delete_expired"]);
+    store.expire(&k).await.unwrap();
+    assert_eq!(logged.take(), ["expire"]);
+    assert_eq!(logged.inner.load(&k).await.unwrap(), None);
+}
