@@ -58,9 +58,8 @@ async fn revisit(
     (user, decision)
 }
 
-/// Encryption switched on without the migration mode: the plaintext record of
-/// an existing session is no session — the user starts afresh — instead of an
-/// error on every request.
+/// Without the migration mode a plaintext record is no session (a fresh start, no
+/// error), and still counted by `plaintext_reads`.
 #[tokio::test]
 async fn strict_store_treats_a_plaintext_record_as_no_session() {
     let memory = Arc::new(MemoryStore::new());
@@ -75,6 +74,12 @@ async fn strict_store_treats_a_plaintext_record_as_no_session() {
         encrypted.load(&storage_key(&cookie)).await,
         Err(Error::Decode(DecodeError::Malformed { .. }))
     ));
+    // Refused, but counted: plaintext_reads counts every load that found
+    // plaintext, whether the mode let it be read or not.
+    assert_eq!(
+        (encrypted.plaintext_reads(), encrypted.sealed_reads()),
+        (2, 0)
+    );
 }
 
 /// Encryption switched off by removing the wrapper: sealed records are no
