@@ -1669,6 +1669,43 @@ async fn a_shorter_per_session_idle_lifetime_keeps_reads_write_free() {
     );
 }
 
+/// With a one-step store and refresh-each-request, an unreadable record is no session and its deadline is put back: it still dies when it would have.
+#[tokio::test]
+async fn a_one_step_refresh_never_extends_an_unreadable_record() {
+    let f = one_step_fixture(
+        SessionConfig::builder()
+            .refresh_each_request(true)
+            .build()
+            .unwrap(),
+    );
+    let token = SessionToken::generate().unwrap();
+    let dies_at = f.clock.now() + Duration::hours(1);
+    let corrupt = NewRecord {
+        payload: session_core::Bytes::from_static(b"{not json"),
+        expires_at: dies_at,
+    };
+    f.store
+        .inner
+        .save(&token.storage_key(), &corrupt, SaveMode::Create)
+        .await
+        .unwrap();
+    let cookie = token.to_cookie_value();
+    for request in 0..3 {
+        let s = f.manager.session(Some(&cookie));
+        assert!(!s.exists().await.unwrap());
+        // No session, and the (dead) cookie left alone.
+        assert_eq!(f.manager.finish(&s).await.unwrap(), CookieDecision::Leave);
+        assert_eq!(stored(&f, &cookie).await.unwrap().expires_at, dies_at);
+        if request == 0 {
+            // The one-step path: the load moved the deadline, a touch put it back.
+            let calls = f.store.take_calls();
+            assert_eq!((calls.load_and_touch, calls.touch), (1, 1), "{calls:?}");
+        }
+        f.clock.advance(Duration::minutes(20));
+    }
+    assert_eq!(stored(&f, &cookie).await, None);
+}
+
 #[tokio::test]
 async fn a_one_step_refresh_never_extends_a_rotation_pointer() {
     let f = one_step_fixture(
