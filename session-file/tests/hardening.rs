@@ -451,3 +451,68 @@ fn reads_never_wait_for_a_held_key_lock() {
         drop(held);
     }
 }
+
+/// A sweep never waits for a key whose lock another process holds and never touches its files (its temporary file may be a save in progress); the next sweep after the lock is released cleans it.
+#[test]
+fn sweeps_skip_keys_whose_lock_is_held_and_never_wait() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let clock = ManualClock::starting_now();
+    let soon = clock.now() + Duration::minutes(5);
+    let (busy, idle) = (
+        SessionToken::generate().unwrap().storage_key(),
+        SessionToken::generate().unwrap().storage_key(),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let open = {
+        let (dir, clock) = (dir.clone(), clock.clone());
+        move || {
+            let (dir, clock) = (dir.clone(), clock.clone());
+            async move {
+                FileStore::builder(&dir)
+                    .clock(clock.shared())
+                    .open()
+                    .await
+                    .unwrap()
+            }
+        }
+    };
+    rt.block_on(async {
+        let store = open().await;
+        for k in [&busy, &idle] {
+            let r = NewRecord {
+                payload: Bytes::from_static(b"x"),
+                expires_at: soon,
+            };
+            store.save(k, &r, SaveMode::Create).await.unwrap();
+        }
+    });
+    clock.advance(Duration::minutes(10));
+    let shard = dir.join(&busy.as_str()[..2]);
+    // Another process, mid-save of `busy`: its lock held, its temporary file written.
+    let held = fs::File::open(shard.join(format!("{busy}.lock"))).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let in_progress = shard.join(format!("{busy}.tmp"));
+    fs::write(&in_progress, b"a save in progress").unwrap();
+
+    let sweeping = open.clone();
+    let removed = finishes(
+        "a sweep with a key's lock held".into(),
+        move || async move { sweeping().await.delete_expired().await.unwrap() },
+    );
+    assert_eq!(removed, 1, "only the idle key's record");
+    assert_eq!(
+        fs::read(&in_progress).ok().as_deref(),
+        Some(&b"a save in progress"[..]),
+        "the temporary file of the save in progress"
+    );
+    assert!(shard.join(busy.as_str()).exists());
+    assert!(!dir.join(&idle.as_str()[..2]).join(idle.as_str()).exists());
+
+    drop(held);
+    let removed = rt.block_on(async { open().await.delete_expired().await.unwrap() });
+    assert_eq!(removed, 1);
+    assert!(!in_progress.exists() && !shard.join(busy.as_str()).exists());
+}
