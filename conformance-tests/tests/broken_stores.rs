@@ -113,6 +113,9 @@ enum Flaw {
     /// path) reads both instants' local wall-clock times as UTC (a batch that formats
     /// them as literals without converting).
     LoadAndTouchDropsOffset,
+    /// `save(Create)` over an expired record keeps its version (an upsert that sets
+    /// payload and deadline and forgets the version column), so a stale update wins.
+    CreateOverExpiredKeepsVersion,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -263,7 +266,11 @@ impl SessionInterface for TestStore {
                 {
                     return Err(Error::Collision);
                 }
-                map.insert(id, self.entry(record, FIRST_VERSION, Op::Create));
+                let version = match map.get(&id) {
+                    Some(old) if self.flaw == Flaw::CreateOverExpiredKeepsVersion => old.version,
+                    _ => FIRST_VERSION,
+                };
+                map.insert(id, self.entry(record, version, Op::Create));
                 Ok(FIRST_VERSION)
             }
             SaveMode::Update { expected_version } => {
@@ -587,6 +594,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::LoadAndTouchReadsAfterTouch,
     Flaw::LoadAndTouchIgnoresNamespace,
     Flaw::LoadAndTouchDropsOffset,
+    Flaw::CreateOverExpiredKeepsVersion,
 ];
 
 /// The flaws only the thorough run catches.
@@ -732,6 +740,10 @@ async fn headline_flaws_trip_their_cases() {
         (
             Flaw::LoadAndTouchDropsOffset,
             "deadline_with_offset_on_load_and_touch",
+        ),
+        (
+            Flaw::CreateOverExpiredKeepsVersion,
+            "create_over_expired_succeeds",
         ),
     ];
     let mut missed = Vec::new();

@@ -109,7 +109,7 @@ pub(crate) async fn create_on_live_key_collides(ctx: Ctx) -> CaseResult {
     .await
 }
 
-/// Create over an expired (unpurged) record succeeds and starts at `FIRST_VERSION`.
+/// Create over an expired (unpurged) record succeeds and starts at `FIRST_VERSION`: the old record's versions conflict.
 pub(crate) async fn create_over_expired_succeeds(ctx: Ctx) -> CaseResult {
     let s = ctx.store().as_ref();
     let k = key()?;
@@ -132,6 +132,53 @@ pub(crate) async fn create_over_expired_succeeds(ctx: Ctx) -> CaseResult {
         FIRST_VERSION,
         Some(rec.expires_at),
         "load after create over expired",
+    )
+    .await?;
+    // An expired record that had been updated: a create that keeps its version (an
+    // upsert that forgets the version column) would let a stale update win.
+    let k = key()?;
+    s.save(&k, &ctx.rec(&b"old 1"[..], HOUR), CREATE)
+        .await
+        .or_fail("save(Create) of a record to update and remove")?;
+    let v2 = s
+        .save(&k, &ctx.rec(&b"old 2"[..], HOUR), update(FIRST_VERSION))
+        .await
+        .or_fail("update of the record to remove")?;
+    let v3 = s
+        .save(&k, &ctx.rec(&b"old 3"[..], -HOUR), update(v2))
+        .await
+        .or_fail("removing update (deadline 1 h in the past) of the updated record")?;
+    let rec = ctx.rec(&b"reborn"[..], HOUR);
+    let v = s.save(&k, &rec, CREATE).await.or_fail(&format!(
+        "save(Create) over a removed record that had version {v3}"
+    ))?;
+    ensure!(
+        v == FIRST_VERSION,
+        "save(Create) over a removed record (last version {v3}) returned version {v}, expected {FIRST_VERSION}"
+    );
+    load_exact(
+        s,
+        &k,
+        b"reborn",
+        FIRST_VERSION,
+        Some(rec.expires_at),
+        &format!("load after create over a removed record that had version {v3}"),
+    )
+    .await?;
+    for old in [v2, v3] {
+        expect_err!(
+            s.save(&k, &ctx.rec(&b"stale"[..], HOUR), update(old)).await,
+            Error::Conflict,
+            "update with the removed record's version {old} after a create over it"
+        );
+    }
+    load_exact(
+        s,
+        &k,
+        b"reborn",
+        FIRST_VERSION,
+        Some(rec.expires_at),
+        "load after the stale updates",
     )
     .await
 }
