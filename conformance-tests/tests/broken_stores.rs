@@ -116,6 +116,10 @@ enum Flaw {
     /// `save(Create)` over an expired record keeps its version (an upsert that sets
     /// payload and deadline and forgets the version column), so a stale update wins.
     CreateOverExpiredKeepsVersion,
+    /// `save(Update)` of an expired record with another version than its own is a
+    /// `Conflict`, not `NotFound` (an `UPDATE … WHERE version = ? AND live` that,
+    /// matching nothing, tells the two apart by the row's version alone).
+    UpdateExpiredWrongVersionConflicts,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -309,6 +313,11 @@ impl SessionInterface for TestStore {
                     .map(|e| e.version);
                 let new_version = match current {
                     None if self.flaw == Flaw::UpdateResurrects => expected_version + 1,
+                    None if self.flaw == Flaw::UpdateExpiredWrongVersionConflicts
+                        && map.get(&id).is_some_and(|e| e.version != expected_version) =>
+                    {
+                        return Err(Error::Conflict);
+                    }
                     None => return Err(Error::NotFound),
                     Some(v) if v != expected_version && !skips_check => {
                         return Err(Error::Conflict);
@@ -595,6 +604,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::LoadAndTouchIgnoresNamespace,
     Flaw::LoadAndTouchDropsOffset,
     Flaw::CreateOverExpiredKeepsVersion,
+    Flaw::UpdateExpiredWrongVersionConflicts,
 ];
 
 /// The flaws only the thorough run catches.
@@ -744,6 +754,10 @@ async fn headline_flaws_trip_their_cases() {
         (
             Flaw::CreateOverExpiredKeepsVersion,
             "create_over_expired_succeeds",
+        ),
+        (
+            Flaw::UpdateExpiredWrongVersionConflicts,
+            "update_expired_not_found",
         ),
     ];
     let mut missed = Vec::new();
