@@ -120,6 +120,9 @@ enum Flaw {
     /// `Conflict`, not `NotFound` (an `UPDATE … WHERE version = ? AND live` that,
     /// matching nothing, tells the two apart by the row's version alone).
     UpdateExpiredWrongVersionConflicts,
+    /// The version is kept in one unsigned byte that stops at 255 (a `TINYINT
+    /// UNSIGNED` under MySQL's non-strict mode): the 256th update conflicts.
+    VersionStopsAt255,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -218,7 +221,11 @@ impl TestStore {
         Entry {
             payload: self.payload(&record.payload),
             expires_at: self.deadline(record.expires_at, op),
-            version,
+            version: if self.flaw == Flaw::VersionStopsAt255 {
+                version.min(255)
+            } else {
+                version
+            },
         }
     }
 }
@@ -605,6 +612,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::LoadAndTouchDropsOffset,
     Flaw::CreateOverExpiredKeepsVersion,
     Flaw::UpdateExpiredWrongVersionConflicts,
+    Flaw::VersionStopsAt255,
 ];
 
 /// The flaws only the thorough run catches.
@@ -759,6 +767,7 @@ async fn headline_flaws_trip_their_cases() {
             Flaw::UpdateExpiredWrongVersionConflicts,
             "update_expired_not_found",
         ),
+        (Flaw::VersionStopsAt255, "update_chain_increments"),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {

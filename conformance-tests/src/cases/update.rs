@@ -24,7 +24,7 @@ pub(crate) async fn update_bumps_version(ctx: Ctx) -> CaseResult {
     load_exact(s, &k, b"v2", v, Some(rec.expires_at), "load after update").await
 }
 
-/// A chain of updates returns 2, 3, 4, … and the last one is loaded.
+/// A chain of updates returns 2, 3, 4, … past 256 (a one-byte version column would stop or wrap there) and the last one is loaded.
 pub(crate) async fn update_chain_increments(ctx: Ctx) -> CaseResult {
     let s = ctx.store().as_ref();
     let k = key()?;
@@ -32,7 +32,7 @@ pub(crate) async fn update_chain_increments(ctx: Ctx) -> CaseResult {
         .save(&k, &ctx.rec(&b"0"[..], HOUR), CREATE)
         .await
         .or_fail("save(Create)")?;
-    for i in 1..=5u64 {
+    for i in 1..=300u64 {
         let payload = format!("update {i}");
         let next = s
             .save(&k, &ctx.rec(payload.clone(), HOUR), update(v))
