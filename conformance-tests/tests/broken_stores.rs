@@ -123,6 +123,9 @@ enum Flaw {
     /// The version is kept in one unsigned byte that stops at 255 (a `TINYINT
     /// UNSIGNED` under MySQL's non-strict mode): the 256th update conflicts.
     VersionStopsAt255,
+    /// Deadlines after 2038-01-19 03:14:07 UTC are clamped to it (32-bit Unix
+    /// seconds, a SQL `TIMESTAMP` column).
+    DeadlineClampedAt2038,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -134,6 +137,11 @@ enum Op {
 }
 
 const KIB: usize = 1024;
+
+/// 2038-01-19 03:14:07 UTC, the last second 32-bit Unix time can hold.
+fn end_of_i32_seconds() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(i64::from(i32::MAX)).expect("in range")
+}
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -187,10 +195,14 @@ impl TestStore {
                 Flaw::DeadlineOffsetDropped | Flaw::TouchDropsOffset
             ),
         };
-        if drops {
+        let d = if drops {
             PrimitiveDateTime::new(d.date(), d.time()).assume_offset(UtcOffset::UTC)
         } else {
             d
+        };
+        match self.flaw {
+            Flaw::DeadlineClampedAt2038 => d.min(end_of_i32_seconds()),
+            _ => d,
         }
     }
 
@@ -613,6 +625,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::CreateOverExpiredKeepsVersion,
     Flaw::UpdateExpiredWrongVersionConflicts,
     Flaw::VersionStopsAt255,
+    Flaw::DeadlineClampedAt2038,
 ];
 
 /// The flaws only the thorough run catches.
@@ -768,6 +781,7 @@ async fn headline_flaws_trip_their_cases() {
             "update_expired_not_found",
         ),
         (Flaw::VersionStopsAt255, "update_chain_increments"),
+        (Flaw::DeadlineClampedAt2038, "deadline_far_future"),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {

@@ -219,12 +219,13 @@ pub(crate) async fn deadline_precision_round_trip(ctx: Ctx) -> CaseResult {
     .await
 }
 
-/// Deadlines far ahead (400 days, 10 years) are kept, not overflowed or clamped.
+/// Deadlines far ahead (400 days, 10 years, 30 years: past 2038, where 32-bit Unix seconds and SQL `TIMESTAMP` end) are kept, not overflowed or clamped.
 pub(crate) async fn deadline_far_future(ctx: Ctx) -> CaseResult {
     let s = ctx.store().as_ref();
     for (label, offset) in [
         ("400 days", Duration::days(400)),
         ("10 years", Duration::days(3653)),
+        ("30 years", Duration::days(10_958)),
     ] {
         let k = key()?;
         let rec = ctx.rec(&b"far"[..], offset);
