@@ -105,6 +105,7 @@ macro_rules! __with_cases {
             // clock
             clock_advanced_expiry,
             clock_deadline_is_exclusive,
+            clock_deadline_at_now_is_dead,
             clock_touch_extends_life,
             deadline_precision_round_trip,
             deadline_far_future,

@@ -126,6 +126,10 @@ enum Flaw {
     /// Deadlines after 2038-01-19 03:14:07 UTC are clamped to it (32-bit Unix
     /// seconds, a SQL `TIMESTAMP` column).
     DeadlineClampedAt2038,
+    /// Deadlines are rounded to the nearest whole second (a MySQL `DATETIME` without
+    /// fractional seconds rounds): a deadline equal to now, more than half a second
+    /// past a whole second, is stored in the future and the record lives on.
+    DeadlineRoundedToNearestSecond,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -202,6 +206,14 @@ impl TestStore {
         };
         match self.flaw {
             Flaw::DeadlineClampedAt2038 => d.min(end_of_i32_seconds()),
+            Flaw::DeadlineRoundedToNearestSecond => {
+                let whole = d - Duration::nanoseconds(i64::from(d.nanosecond()));
+                if d.nanosecond() >= 500_000_000 {
+                    whole + Duration::SECOND
+                } else {
+                    whole
+                }
+            }
             _ => d,
         }
     }
@@ -626,6 +638,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::UpdateExpiredWrongVersionConflicts,
     Flaw::VersionStopsAt255,
     Flaw::DeadlineClampedAt2038,
+    Flaw::DeadlineRoundedToNearestSecond,
 ];
 
 /// The flaws only the thorough run catches.
@@ -782,6 +795,10 @@ async fn headline_flaws_trip_their_cases() {
         ),
         (Flaw::VersionStopsAt255, "update_chain_increments"),
         (Flaw::DeadlineClampedAt2038, "deadline_far_future"),
+        (
+            Flaw::DeadlineRoundedToNearestSecond,
+            "clock_deadline_at_now_is_dead",
+        ),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {

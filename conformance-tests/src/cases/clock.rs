@@ -143,6 +143,103 @@ pub(crate) async fn clock_deadline_is_exclusive(ctx: Ctx) -> CaseResult {
     load_exact(s, &k, b"z", FIRST_VERSION, None, "load of the new record").await
 }
 
+/// With the injected clock at a sub-second instant, a deadline equal to now — given to create, a removing update, touch or load_and_touch — leaves no live record (a store that rounds it up, to the second or the microsecond, or keeps it a moment longer, does).
+///
+/// Just past half a second (rounding to the nearest second goes up) and a
+/// nanosecond before a whole second (rounding to the microsecond or millisecond
+/// goes up).
+pub(crate) async fn clock_deadline_at_now_is_dead(ctx: Ctx) -> CaseResult {
+    let clock = need_clock(&ctx)?;
+    let s = ctx.store().as_ref();
+    let whole = (ctx.now() + Duration::minutes(10))
+        .replace_nanosecond(0)
+        .map_err(|e| CaseError::Fail(format!("a whole-second instant: {e}")))?;
+    for nanos in [500_000_001, 999_999_999] {
+        let now = whole + Duration::nanoseconds(nanos);
+        clock.set(now);
+        let at_now = |payload: &'static [u8]| NewRecord {
+            payload: Bytes::from_static(payload),
+            expires_at: now,
+        };
+        let what = |op: &str| format!("{op} with a deadline equal to now ({now})");
+        let live = |payload: &'static [u8]| NewRecord {
+            payload: Bytes::from_static(payload),
+            expires_at: now + HOUR,
+        };
+
+        let k = key()?;
+        s.save(&k, &at_now(b"dead at birth"), CREATE)
+            .await
+            .or_fail(&what("save(Create)"))?;
+        load_none(s, &k, &what("load after save(Create)")).await?;
+        let v = s
+            .save(&k, &live(b"new"), CREATE)
+            .await
+            .or_fail(&what("save(Create) over a record created"))?;
+        ensure!(
+            v == FIRST_VERSION,
+            "{}: returned {v}, expected {FIRST_VERSION}",
+            what("save(Create) over a record created")
+        );
+
+        let k = key()?;
+        s.save(&k, &live(b"x"), CREATE)
+            .await
+            .or_fail("save(Create) 1 h ahead")?;
+        let v = s
+            .save(&k, &at_now(b"removed"), update(FIRST_VERSION))
+            .await
+            .or_fail(&what("removing save(Update)"))?;
+        ensure!(
+            v == FIRST_VERSION + 1,
+            "{}: returned {v}, expected {}",
+            what("removing save(Update)"),
+            FIRST_VERSION + 1
+        );
+        load_none(s, &k, &what("load after a removing save(Update)")).await?;
+
+        if !ctx.caps().touch {
+            continue;
+        }
+        let k = key()?;
+        s.save(&k, &live(b"x"), CREATE)
+            .await
+            .or_fail("save(Create) 1 h ahead")?;
+        let existed = s.touch(&k, now).await.or_fail(&what("touch"))?;
+        ensure!(
+            existed,
+            "{}: returned false",
+            what("touch of a live record")
+        );
+        load_none(s, &k, &what("load after touch")).await?;
+        let again = s
+            .touch(&k, now + HOUR)
+            .await
+            .or_fail(&what("touch 1 h ahead after a touch"))?;
+        ensure!(
+            !again,
+            "{}: returned true",
+            what("touch 1 h ahead after a touch")
+        );
+
+        let k = key()?;
+        s.save(&k, &live(b"x"), CREATE)
+            .await
+            .or_fail("save(Create) 1 h ahead")?;
+        match s.load_and_touch(&k, now, now + HOUR * 2).await {
+            Ok(Some(r)) if r.touched => {}
+            Ok(other) => fail!(
+                "{}: expected a touched record, got {:?}",
+                what("a due load_and_touch"),
+                other.map(|r| (r.touched, r.record.expires_at))
+            ),
+            Err(e) => fail!("{}: Err({e:?})", what("a due load_and_touch")),
+        }
+        load_none(s, &k, &what("load after a due load_and_touch")).await?;
+    }
+    Ok(())
+}
+
 /// With the injected clock: touch extends a record's life past its old deadline.
 pub(crate) async fn clock_touch_extends_life(ctx: Ctx) -> CaseResult {
     let clock = need_clock(&ctx)?;
