@@ -130,6 +130,10 @@ enum Flaw {
     /// fractional seconds rounds): a deadline equal to now, more than half a second
     /// past a whole second, is stored in the future and the record lives on.
     DeadlineRoundedToNearestSecond,
+    /// `touch` to a deadline in the millisecond up to now (now itself included) keeps
+    /// the record one more millisecond (a TTL in whole milliseconds, `< 0` where
+    /// `<= 0` should delete, then clamped to 1 because a TTL of 0 is an error).
+    TouchAtNowLingers,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -383,7 +387,10 @@ impl SessionInterface for TestStore {
     async fn touch(&self, key: &StorageKey, expires_at: OffsetDateTime) -> Result<bool, Error> {
         let id = self.id(key);
         let now = self.clock.now();
-        let expires_at = self.deadline(expires_at, Op::Touch);
+        let mut expires_at = self.deadline(expires_at, Op::Touch);
+        if self.flaw == Flaw::TouchAtNowLingers && within_last_ms(expires_at, now) {
+            expires_at = now + Duration::MILLISECOND;
+        }
         if self.flaw == Flaw::TouchReadModifyWrite {
             let Some(old) = self
                 .map()
@@ -559,6 +566,11 @@ impl SessionInterface for TestStore {
     }
 }
 
+/// Whether `deadline` lies in the millisecond up to `now` (a TTL of 0 whole ms).
+fn within_last_ms(deadline: OffsetDateTime, now: OffsetDateTime) -> bool {
+    deadline <= now && deadline > now - Duration::MILLISECOND
+}
+
 /// Every namespace of one harness shares one map.
 struct FlawHarness(Flaw, Shared);
 
@@ -639,6 +651,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::VersionStopsAt255,
     Flaw::DeadlineClampedAt2038,
     Flaw::DeadlineRoundedToNearestSecond,
+    Flaw::TouchAtNowLingers,
 ];
 
 /// The flaws only the thorough run catches.
@@ -799,6 +812,7 @@ async fn headline_flaws_trip_their_cases() {
             Flaw::DeadlineRoundedToNearestSecond,
             "clock_deadline_at_now_is_dead",
         ),
+        (Flaw::TouchAtNowLingers, "clock_deadline_at_now_is_dead"),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {
