@@ -134,6 +134,9 @@ enum Flaw {
     /// the record one more millisecond (a TTL in whole milliseconds, `< 0` where
     /// `<= 0` should delete, then clamped to 1 because a TTL of 0 is an error).
     TouchAtNowLingers,
+    /// A removing `save(Update)` with a deadline in the millisecond up to now (now
+    /// itself included) keeps the record one more millisecond (the same clamped TTL).
+    RemovalAtNowLingers,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -360,7 +363,11 @@ impl SessionInterface for TestStore {
                     Some(v) if self.flaw == Flaw::UpdateKeepsVersion => v,
                     Some(v) => v + 1,
                 };
-                map.insert(id, self.entry(record, new_version, Op::Update));
+                let mut entry = self.entry(record, new_version, Op::Update);
+                if self.flaw == Flaw::RemovalAtNowLingers && within_last_ms(entry.expires_at, now) {
+                    entry.expires_at = now + Duration::MILLISECOND;
+                }
+                map.insert(id, entry);
                 Ok(if self.flaw == Flaw::UpdateKeepsVersion {
                     expected_version + 1
                 } else {
@@ -652,6 +659,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::DeadlineClampedAt2038,
     Flaw::DeadlineRoundedToNearestSecond,
     Flaw::TouchAtNowLingers,
+    Flaw::RemovalAtNowLingers,
 ];
 
 /// The flaws only the thorough run catches.
@@ -813,6 +821,10 @@ async fn headline_flaws_trip_their_cases() {
             "clock_deadline_at_now_is_dead",
         ),
         (Flaw::TouchAtNowLingers, "clock_deadline_at_now_is_dead"),
+        (
+            Flaw::RemovalAtNowLingers,
+            "update_into_past_removes_on_match",
+        ),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {
