@@ -137,6 +137,9 @@ enum Flaw {
     /// A removing `save(Update)` with a deadline in the millisecond up to now (now
     /// itself included) keeps the record one more millisecond (the same clamped TTL).
     RemovalAtNowLingers,
+    /// `load_and_touch` counts a deadline exactly at `due_before` as due (`<=` where
+    /// the contract says before).
+    LoadAndTouchDueAtBound,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -246,6 +249,37 @@ impl TestStore {
         } else {
             now < expires_at
         }
+    }
+
+    /// `load_and_touch` in one step under the map's lock, with the flaws below.
+    fn refresh_in_one_step(
+        &self,
+        key: &StorageKey,
+        expires_at: OffsetDateTime,
+        due_before: OffsetDateTime,
+    ) -> Option<Refreshed> {
+        let id = self.id(key);
+        let now = self.clock.now();
+        let mut map = self.map();
+        let e = map.get_mut(&id).filter(|e| self.alive(now, e.expires_at))?;
+        let previous_expires_at = e.expires_at;
+        let touched = if self.flaw == Flaw::LoadAndTouchDueAtBound {
+            previous_expires_at <= due_before
+        } else {
+            previous_expires_at < due_before
+        };
+        if touched {
+            e.expires_at = expires_at;
+        }
+        Some(Refreshed {
+            record: StoredRecord {
+                payload: e.payload.clone(),
+                expires_at: e.expires_at,
+                version: e.version,
+            },
+            previous_expires_at,
+            touched,
+        })
     }
 
     fn entry(&self, record: &NewRecord, version: Version, op: Op) -> Entry {
@@ -489,6 +523,9 @@ impl SessionInterface for TestStore {
             }
             return Ok(answer);
         }
+        if self.flaw == Flaw::LoadAndTouchDueAtBound {
+            return Ok(self.refresh_in_one_step(key, expires_at, due_before));
+        }
         if self.flaw == Flaw::LoadAndTouchReadsAfterTouch {
             let id = self.id(key);
             let (previous_expires_at, touched) = {
@@ -660,6 +697,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::DeadlineRoundedToNearestSecond,
     Flaw::TouchAtNowLingers,
     Flaw::RemovalAtNowLingers,
+    Flaw::LoadAndTouchDueAtBound,
 ];
 
 /// The flaws only the thorough run catches.
@@ -824,6 +862,10 @@ async fn headline_flaws_trip_their_cases() {
         (
             Flaw::RemovalAtNowLingers,
             "update_into_past_removes_on_match",
+        ),
+        (
+            Flaw::LoadAndTouchDueAtBound,
+            "load_and_touch_leaves_a_deadline_not_due",
         ),
     ];
     let mut missed = Vec::new();

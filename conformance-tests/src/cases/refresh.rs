@@ -146,7 +146,7 @@ pub(crate) async fn load_and_touch_moves_a_due_deadline(ctx: Ctx) -> CaseResult 
     Ok(())
 }
 
-/// A deadline not before `due_before` stays, also when `due_before` is at or after the new deadline (which would shorten it): the answer is the record as it was.
+/// A deadline not before `due_before` stays — also one exactly at it, and when `due_before` is at or after the new deadline (which would shorten it): the answer is the record as it was.
 pub(crate) async fn load_and_touch_leaves_a_deadline_not_due(ctx: Ctx) -> CaseResult {
     let s = ctx.store().as_ref();
     let min = Duration::minutes;
@@ -181,6 +181,37 @@ pub(crate) async fn load_and_touch_leaves_a_deadline_not_due(ctx: Ctx) -> CaseRe
                 v,
                 Some(old),
                 &format!("{what}: load after an undue load_and_touch"),
+            )
+            .await?;
+        }
+    }
+    // A deadline exactly at the bound is not before it, so not due (a store that
+    // compares with `<=` moves it). The bound is the deadline as the store returned
+    // it, so no precision is lost on the way; the new deadline is after the bound
+    // (the manager's usual path) or before it (the one-step path, where a move
+    // would shorten the deadline).
+    for size in SIZES {
+        for (label, shift) in [("2 h after", HOUR * 2), ("10 min before", -min(10))] {
+            let what =
+                format!("{size}-byte record, due_before its deadline, expires_at {label} it");
+            let (k, payload, v) = record_at_version_two(&ctx, size).await?;
+            let old = load_live(s, &k, &what).await?.expires_at;
+            let r = refreshed(s, &k, old + shift, old, &what).await?;
+            ensure!(
+                !r.touched && near(r.record.expires_at, old) && near(r.previous_expires_at, old),
+                "{what}: touched {}, expires_at {}, previous {} (expected false, {old}, {old}: a deadline at due_before is not before it)",
+                r.touched,
+                r.record.expires_at,
+                r.previous_expires_at
+            );
+            same_record(&r, &payload, v, &what)?;
+            load_exact(
+                s,
+                &k,
+                &payload,
+                v,
+                Some(old),
+                &format!("{what}: load after the undue load_and_touch"),
             )
             .await?;
         }
