@@ -140,6 +140,9 @@ enum Flaw {
     /// `load_and_touch` counts a deadline exactly at `due_before` as due (`<=` where
     /// the contract says before).
     LoadAndTouchDueAtBound,
+    /// `load_and_touch` moves a due deadline to the later of the old and the new one
+    /// (`GREATEST(expires_at, ?)`), never earlier — except into the past, which kills.
+    LoadAndTouchNeverShortens,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -269,7 +272,11 @@ impl TestStore {
             previous_expires_at < due_before
         };
         if touched {
-            e.expires_at = expires_at;
+            e.expires_at = if self.flaw == Flaw::LoadAndTouchNeverShortens && expires_at > now {
+                previous_expires_at.max(expires_at)
+            } else {
+                expires_at
+            };
         }
         Some(Refreshed {
             record: StoredRecord {
@@ -523,7 +530,10 @@ impl SessionInterface for TestStore {
             }
             return Ok(answer);
         }
-        if self.flaw == Flaw::LoadAndTouchDueAtBound {
+        if matches!(
+            self.flaw,
+            Flaw::LoadAndTouchDueAtBound | Flaw::LoadAndTouchNeverShortens
+        ) {
             return Ok(self.refresh_in_one_step(key, expires_at, due_before));
         }
         if self.flaw == Flaw::LoadAndTouchReadsAfterTouch {
@@ -698,6 +708,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::TouchAtNowLingers,
     Flaw::RemovalAtNowLingers,
     Flaw::LoadAndTouchDueAtBound,
+    Flaw::LoadAndTouchNeverShortens,
 ];
 
 /// The flaws only the thorough run catches.
@@ -866,6 +877,10 @@ async fn headline_flaws_trip_their_cases() {
         (
             Flaw::LoadAndTouchDueAtBound,
             "load_and_touch_leaves_a_deadline_not_due",
+        ),
+        (
+            Flaw::LoadAndTouchNeverShortens,
+            "load_and_touch_moves_a_due_deadline",
         ),
     ];
     let mut missed = Vec::new();

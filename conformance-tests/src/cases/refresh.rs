@@ -78,7 +78,7 @@ fn same_record(r: &Refreshed, payload: &[u8], version: u64, what: &str) -> CaseR
     Ok(())
 }
 
-/// A due deadline (before `due_before`, also when `due_before` is the new deadline) moves, and the answer is the record after the move: new deadline, previous deadline, same payload and version.
+/// A due deadline (before `due_before`, also when `due_before` is the new deadline) moves — also to an earlier one — and the answer is the record after the move: new deadline, previous deadline, same payload and version.
 pub(crate) async fn load_and_touch_moves_a_due_deadline(ctx: Ctx) -> CaseResult {
     ctx.need_touch()?;
     let caps = ctx.caps();
@@ -142,6 +142,26 @@ pub(crate) async fn load_and_touch_moves_a_due_deadline(ctx: Ctx) -> CaseResult 
             "{what}: the update after load_and_touch returned version {next}, expected {}",
             v + 1
         );
+        // Due (1 h < 2 h), to a deadline earlier than the one it has: the move is
+        // to `expires_at`, as `touch` would make it, not to the later of the two.
+        let (old, sooner) = (ctx.now() + HOUR, ctx.now() + Duration::minutes(30));
+        let r = refreshed(s, &k, sooner, ctx.now() + HOUR * 2, &what).await?;
+        ensure!(
+            r.touched && near(r.record.expires_at, sooner) && near(r.previous_expires_at, old),
+            "{what}: a due move from 1 h to 30 min ahead: touched {}, expires_at {}, previous {} (expected true, {sooner}, {old})",
+            r.touched,
+            r.record.expires_at,
+            r.previous_expires_at
+        );
+        load_exact(
+            s,
+            &k,
+            b"after",
+            next,
+            Some(sooner),
+            &format!("{what}: load after a due move to an earlier deadline"),
+        )
+        .await?;
     }
     Ok(())
 }
