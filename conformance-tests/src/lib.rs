@@ -79,6 +79,7 @@ macro_rules! __with_cases {
             payload_ladder_round_trip,
             // isolation
             thousand_keys_isolated,
+            many_live_records_all_kept,
             namespaces_isolated,
             namespace_isolated_on_load,
             namespace_isolated_on_create,

@@ -3,6 +3,7 @@
 //! so the failures come from the flaws and not from the test store itself.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -143,6 +144,9 @@ enum Flaw {
     /// `load_and_touch` moves a due deadline to the later of the old and the new one
     /// (`GREATEST(expires_at, ?)`), never earlier — except into the past, which kills.
     LoadAndTouchNeverShortens,
+    /// A bounded cache: past 2,048 records in a namespace, `save(Create)` evicts the
+    /// oldest written, live or not (an acknowledged session lost without a word).
+    EvictsPast2048,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -165,7 +169,12 @@ struct Entry {
     payload: Bytes,
     expires_at: OffsetDateTime,
     version: Version,
+    /// When it was written (for `EvictsPast2048`).
+    written: u64,
 }
+
+/// A write counter, for the order records were written in.
+static WRITES: AtomicU64 = AtomicU64::new(0);
 
 /// Records by (namespace, key): every namespace of one harness shares the map, as
 /// tables or key prefixes share a server, so a flaw can reach across namespaces.
@@ -289,10 +298,25 @@ impl TestStore {
         })
     }
 
+    /// A bounded cache: past 2,048 records in the namespace, the oldest written go.
+    fn evict_oldest(&self, map: &mut HashMap<(String, String), Entry>) {
+        let mut mine: Vec<_> = map
+            .iter()
+            .filter(|(id, _)| id.0 == self.namespace)
+            .map(|(id, e)| (e.written, id.clone()))
+            .collect();
+        let excess = mine.len().saturating_sub(2048);
+        mine.sort();
+        for (_, id) in mine.into_iter().take(excess) {
+            map.remove(&id);
+        }
+    }
+
     fn entry(&self, record: &NewRecord, version: Version, op: Op) -> Entry {
         Entry {
             payload: self.payload(&record.payload),
             expires_at: self.deadline(record.expires_at, op),
+            written: WRITES.fetch_add(1, Ordering::Relaxed),
             version: if self.flaw == Flaw::VersionStopsAt255 {
                 version.min(255)
             } else {
@@ -354,6 +378,9 @@ impl SessionInterface for TestStore {
                     _ => FIRST_VERSION,
                 };
                 map.insert(id, self.entry(record, version, Op::Create));
+                if self.flaw == Flaw::EvictsPast2048 {
+                    self.evict_oldest(&mut map);
+                }
                 Ok(FIRST_VERSION)
             }
             SaveMode::Update { expected_version } => {
@@ -709,6 +736,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::RemovalAtNowLingers,
     Flaw::LoadAndTouchDueAtBound,
     Flaw::LoadAndTouchNeverShortens,
+    Flaw::EvictsPast2048,
 ];
 
 /// The flaws only the thorough run catches.
@@ -882,6 +910,7 @@ async fn headline_flaws_trip_their_cases() {
             Flaw::LoadAndTouchNeverShortens,
             "load_and_touch_moves_a_due_deadline",
         ),
+        (Flaw::EvictsPast2048, "many_live_records_all_kept"),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {

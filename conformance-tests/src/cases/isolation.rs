@@ -90,6 +90,57 @@ pub(crate) async fn thousand_keys_isolated(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
+/// Every acknowledged create is kept: 2,100 live records (thorough: 25,000) in one namespace all load back, none evicted to make room.
+///
+/// A store that bounds its records (an LRU of 1,024 or 2,048 entries, a cache
+/// with a maximum size) loses acknowledged sessions without a word; the other
+/// cases never hold more than about a thousand records at once.
+pub(crate) async fn many_live_records_all_kept(ctx: Ctx) -> CaseResult {
+    const TASKS: usize = 8;
+    let n = if ctx.thorough { 25_000 } else { 2_100 };
+    let keys: Arc<Vec<StorageKey>> = Arc::new((0..n).map(|_| key()).collect::<Result<_, _>>()?);
+    let deadline = ctx.now() + HOUR;
+    for phase in ["save(Create)", "load"] {
+        let mut set = JoinSet::new();
+        for t in 0..TASKS {
+            let store = Arc::clone(ctx.store());
+            let keys = Arc::clone(&keys);
+            set.spawn(async move {
+                for i in (t..n).step_by(TASKS) {
+                    let payload = Bytes::from(format!("record {i}"));
+                    if phase == "save(Create)" {
+                        let rec = NewRecord {
+                            payload,
+                            expires_at: deadline,
+                        };
+                        if let Err(e) = store.save(&keys[i], &rec, CREATE).await {
+                            return Err(format!("save(Create) of record #{i}: Err({e:?})"));
+                        }
+                        continue;
+                    }
+                    match store.load(&keys[i]).await {
+                        Ok(Some(r)) if r.payload == payload && r.version == FIRST_VERSION => {}
+                        Ok(r) => {
+                            return Err(format!(
+                                "load of record #{i} of {n} (all created 1 h ahead): got {}",
+                                Summary(&r)
+                            ));
+                        }
+                        Err(e) => return Err(format!("load of record #{i} of {n}: Err({e:?})")),
+                    }
+                }
+                Ok(())
+            });
+        }
+        for r in join_all(set, &format!("{phase} of {n} records")).await? {
+            if let Err(msg) = r {
+                fail!("{msg}");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Two namespaces of one backend never see each other's records.
 pub(crate) async fn namespaces_isolated(ctx: Ctx) -> CaseResult {
     let a = ctx.store().as_ref();
