@@ -147,6 +147,9 @@ enum Flaw {
     /// A bounded cache: past 2,048 records in a namespace, `save(Create)` evicts the
     /// oldest written, live or not (an acknowledged session lost without a word).
     EvictsPast2048,
+    /// `save(Create)` over an expired, unpurged record is a `Collision` (a plain
+    /// `INSERT` whose unique-key violation is taken for a live record).
+    CreateOverExpiredCollides,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -369,7 +372,10 @@ impl SessionInterface for TestStore {
                 }
                 let mut map = self.map();
                 if self.flaw != Flaw::CreateIsUpsert
-                    && map.get(&id).is_some_and(|e| self.alive(now, e.expires_at))
+                    && map.get(&id).is_some_and(|e| {
+                        self.alive(now, e.expires_at)
+                            || self.flaw == Flaw::CreateOverExpiredCollides
+                    })
                 {
                     return Err(Error::Collision);
                 }
@@ -737,6 +743,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::LoadAndTouchDueAtBound,
     Flaw::LoadAndTouchNeverShortens,
     Flaw::EvictsPast2048,
+    Flaw::CreateOverExpiredCollides,
 ];
 
 /// The flaws only the thorough run catches.
@@ -911,6 +918,10 @@ async fn headline_flaws_trip_their_cases() {
             "load_and_touch_moves_a_due_deadline",
         ),
         (Flaw::EvictsPast2048, "many_live_records_all_kept"),
+        (
+            Flaw::CreateOverExpiredCollides,
+            "create_over_expired_succeeds",
+        ),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {
