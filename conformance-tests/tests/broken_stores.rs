@@ -150,6 +150,9 @@ enum Flaw {
     /// `save(Create)` over an expired, unpurged record is a `Collision` (a plain
     /// `INSERT` whose unique-key violation is taken for a live record).
     CreateOverExpiredCollides,
+    /// `expire` only marks the record (its version set to 0, a tombstone every
+    /// write's version check rejects), and `load` does not look at the mark.
+    ExpireOnlyMarks,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -454,6 +457,12 @@ impl SessionInterface for TestStore {
     async fn expire(&self, key: &StorageKey) -> Result<(), Error> {
         let id = self.id(key);
         let mut map = self.map();
+        if self.flaw == Flaw::ExpireOnlyMarks {
+            if let Some(e) = map.get_mut(&id) {
+                e.version = 0;
+            }
+            return Ok(());
+        }
         let removed = map.remove(&id);
         if self.flaw == Flaw::ExpireIgnoresNamespace {
             map.retain(|other, _| other.1 != id.1);
@@ -744,6 +753,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::LoadAndTouchNeverShortens,
     Flaw::EvictsPast2048,
     Flaw::CreateOverExpiredCollides,
+    Flaw::ExpireOnlyMarks,
 ];
 
 /// The flaws only the thorough run catches.
@@ -922,6 +932,7 @@ async fn headline_flaws_trip_their_cases() {
             Flaw::CreateOverExpiredCollides,
             "create_over_expired_succeeds",
         ),
+        (Flaw::ExpireOnlyMarks, "expire_then_load_none"),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {
