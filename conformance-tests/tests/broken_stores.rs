@@ -153,6 +153,9 @@ enum Flaw {
     /// `expire` only marks the record (its version set to 0, a tombstone every
     /// write's version check rejects), and `load` does not look at the mark.
     ExpireOnlyMarks,
+    /// `touch` moves the deadline of any record under the key, expired or not (an
+    /// `UPDATE … SET expires_at` without the liveness condition).
+    TouchRevivesExpired,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -481,6 +484,13 @@ impl SessionInterface for TestStore {
         if self.flaw == Flaw::TouchAtNowLingers && within_last_ms(expires_at, now) {
             expires_at = now + Duration::MILLISECOND;
         }
+        if self.flaw == Flaw::TouchRevivesExpired {
+            return Ok(self
+                .map()
+                .get_mut(&id)
+                .map(|e| e.expires_at = expires_at)
+                .is_some());
+        }
         if self.flaw == Flaw::TouchReadModifyWrite {
             let Some(old) = self
                 .map()
@@ -754,6 +764,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::EvictsPast2048,
     Flaw::CreateOverExpiredCollides,
     Flaw::ExpireOnlyMarks,
+    Flaw::TouchRevivesExpired,
 ];
 
 /// The flaws only the thorough run catches.
@@ -933,6 +944,7 @@ async fn headline_flaws_trip_their_cases() {
             "create_over_expired_succeeds",
         ),
         (Flaw::ExpireOnlyMarks, "expire_then_load_none"),
+        (Flaw::TouchRevivesExpired, "touch_expired_returns_false"),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {
