@@ -156,6 +156,9 @@ enum Flaw {
     /// `touch` moves the deadline of any record under the key, expired or not (an
     /// `UPDATE … SET expires_at` without the liveness condition).
     TouchRevivesExpired,
+    /// An empty payload reads back as no record (stored as `NULL`, and `NULL` read
+    /// as absent).
+    EmptyPayloadIsAbsent,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -342,6 +345,7 @@ impl SessionInterface for TestStore {
             .map()
             .get(&self.id(key))
             .filter(|e| self.live(e))
+            .filter(|e| !(self.flaw == Flaw::EmptyPayloadIsAbsent && e.payload.is_empty()))
             .map(|e| StoredRecord {
                 payload: e.payload.clone(),
                 expires_at: e.expires_at,
@@ -765,6 +769,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::CreateOverExpiredCollides,
     Flaw::ExpireOnlyMarks,
     Flaw::TouchRevivesExpired,
+    Flaw::EmptyPayloadIsAbsent,
 ];
 
 /// The flaws only the thorough run catches.
@@ -945,6 +950,7 @@ async fn headline_flaws_trip_their_cases() {
         ),
         (Flaw::ExpireOnlyMarks, "expire_then_load_none"),
         (Flaw::TouchRevivesExpired, "touch_expired_returns_false"),
+        (Flaw::EmptyPayloadIsAbsent, "payload_empty"),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {
