@@ -159,6 +159,9 @@ enum Flaw {
     /// An empty payload reads back as no record (stored as `NULL`, and `NULL` read
     /// as absent).
     EmptyPayloadIsAbsent,
+    /// Trailing NUL bytes are cut from payloads (a C string, or a padded `BINARY`
+    /// column trimmed on read).
+    TrailingNulsCut,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -253,7 +256,10 @@ impl TestStore {
     }
 
     fn payload(&self, p: &Bytes) -> Bytes {
-        if self.flaw == Flaw::TruncatesLargePayloads && p.len() > 65_535 {
+        if self.flaw == Flaw::TrailingNulsCut {
+            let end = p.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+            p.slice(..end)
+        } else if self.flaw == Flaw::TruncatesLargePayloads && p.len() > 65_535 {
             p.slice(..65_535)
         } else if self.flaw == Flaw::TruncatesAbove256K && p.len() > 256 * KIB {
             p.slice(..256 * KIB)
@@ -770,6 +776,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::ExpireOnlyMarks,
     Flaw::TouchRevivesExpired,
     Flaw::EmptyPayloadIsAbsent,
+    Flaw::TrailingNulsCut,
 ];
 
 /// The flaws only the thorough run catches.
@@ -951,6 +958,7 @@ async fn headline_flaws_trip_their_cases() {
         (Flaw::ExpireOnlyMarks, "expire_then_load_none"),
         (Flaw::TouchRevivesExpired, "touch_expired_returns_false"),
         (Flaw::EmptyPayloadIsAbsent, "payload_empty"),
+        (Flaw::TrailingNulsCut, "payload_all_byte_values"),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {
