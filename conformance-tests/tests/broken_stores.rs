@@ -162,6 +162,9 @@ enum Flaw {
     /// Trailing NUL bytes are cut from payloads (a C string, or a padded `BINARY`
     /// column trimmed on read).
     TrailingNulsCut,
+    /// `save(Update)` of a payload over 64 KiB keeps the old deadline (the big write
+    /// path forgot the column).
+    LargeUpdateKeepsDeadline,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -456,6 +459,9 @@ impl SessionInterface for TestStore {
                 let mut entry = self.entry(record, new_version, Op::Update);
                 if self.flaw == Flaw::RemovalAtNowLingers && within_last_ms(entry.expires_at, now) {
                     entry.expires_at = now + Duration::MILLISECOND;
+                }
+                if self.flaw == Flaw::LargeUpdateKeepsDeadline && large {
+                    entry.expires_at = map[&id].expires_at;
                 }
                 map.insert(id, entry);
                 Ok(if self.flaw == Flaw::UpdateKeepsVersion {
@@ -777,6 +783,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::TouchRevivesExpired,
     Flaw::EmptyPayloadIsAbsent,
     Flaw::TrailingNulsCut,
+    Flaw::LargeUpdateKeepsDeadline,
 ];
 
 /// The flaws only the thorough run catches.
@@ -959,6 +966,7 @@ async fn headline_flaws_trip_their_cases() {
         (Flaw::TouchRevivesExpired, "touch_expired_returns_false"),
         (Flaw::EmptyPayloadIsAbsent, "payload_empty"),
         (Flaw::TrailingNulsCut, "payload_all_byte_values"),
+        (Flaw::LargeUpdateKeepsDeadline, "update_ladder_match_writes"),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {
