@@ -165,6 +165,9 @@ enum Flaw {
     /// `save(Update)` of a payload over 64 KiB keeps the old deadline (the big write
     /// path forgot the column).
     LargeUpdateKeepsDeadline,
+    /// `touch` never moves a deadline earlier, not even into the past
+    /// (`GREATEST(expires_at, ?)`, Redis's `PEXPIREAT … GT`).
+    TouchOnlyExtends,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -507,6 +510,17 @@ impl SessionInterface for TestStore {
                 .map(|e| e.expires_at = expires_at)
                 .is_some());
         }
+        if self.flaw == Flaw::TouchOnlyExtends {
+            if let Some(e) = self
+                .map()
+                .get_mut(&id)
+                .filter(|e| self.alive(now, e.expires_at))
+            {
+                e.expires_at = e.expires_at.max(expires_at);
+                return Ok(true);
+            }
+            return Ok(false);
+        }
         if self.flaw == Flaw::TouchReadModifyWrite {
             let Some(old) = self
                 .map()
@@ -784,6 +798,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::EmptyPayloadIsAbsent,
     Flaw::TrailingNulsCut,
     Flaw::LargeUpdateKeepsDeadline,
+    Flaw::TouchOnlyExtends,
 ];
 
 /// The flaws only the thorough run catches.
@@ -967,6 +982,7 @@ async fn headline_flaws_trip_their_cases() {
         (Flaw::EmptyPayloadIsAbsent, "payload_empty"),
         (Flaw::TrailingNulsCut, "payload_all_byte_values"),
         (Flaw::LargeUpdateKeepsDeadline, "update_ladder_match_writes"),
+        (Flaw::TouchOnlyExtends, "touch_moves_deadline"),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {
