@@ -168,6 +168,9 @@ enum Flaw {
     /// `touch` never moves a deadline earlier, not even into the past
     /// (`GREATEST(expires_at, ?)`, Redis's `PEXPIREAT … GT`).
     TouchOnlyExtends,
+    /// `delete_expired` purges only records a second or more past their deadline (a
+    /// clock-skew margin), so records just past it stay and go uncounted.
+    SweepSkipsJustExpired,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -671,6 +674,8 @@ impl SessionInterface for TestStore {
             // Purges everything that expires within the next two hours.
             Flaw::DeleteExpiredDeletesLive => e.expires_at <= now + Duration::hours(2),
             Flaw::SweepPurgesNearDeadline => e.expires_at <= now + Duration::seconds(1),
+            // A clock-skew margin: only records a second or more past their deadline.
+            Flaw::SweepSkipsJustExpired => e.expires_at + Duration::SECOND <= now,
             _ => !self.alive(now, e.expires_at),
         };
         let mut doomed: Vec<(String, String)> = map
@@ -799,6 +804,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::TrailingNulsCut,
     Flaw::LargeUpdateKeepsDeadline,
     Flaw::TouchOnlyExtends,
+    Flaw::SweepSkipsJustExpired,
 ];
 
 /// The flaws only the thorough run catches.
@@ -983,6 +989,10 @@ async fn headline_flaws_trip_their_cases() {
         (Flaw::TrailingNulsCut, "payload_all_byte_values"),
         (Flaw::LargeUpdateKeepsDeadline, "update_ladder_match_writes"),
         (Flaw::TouchOnlyExtends, "touch_moves_deadline"),
+        (
+            Flaw::SweepSkipsJustExpired,
+            "sweep_spares_records_near_their_deadline",
+        ),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {
