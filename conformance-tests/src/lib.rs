@@ -110,6 +110,7 @@ macro_rules! __with_cases {
             clock_touch_extends_life,
             deadline_precision_round_trip,
             deadline_far_future,
+            deadline_far_past,
             deadline_with_offset,
             deadline_with_offset_on_update,
             deadline_with_offset_on_touch,

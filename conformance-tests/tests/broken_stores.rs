@@ -171,6 +171,9 @@ enum Flaw {
     /// `delete_expired` purges only records a second or more past their deadline (a
     /// clock-skew margin), so records just past it stay and go uncounted.
     SweepSkipsJustExpired,
+    /// Deadlines are kept as unsigned milliseconds since the Unix epoch (`as u64`):
+    /// one before 1970 wraps into the far future, and the record lives on.
+    DeadlineBeforeEpochWraps,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -252,6 +255,11 @@ impl TestStore {
         };
         match self.flaw {
             Flaw::DeadlineClampedAt2038 => d.min(end_of_i32_seconds()),
+            // Unsigned milliseconds: before the epoch wraps to the far future
+            // (past the year 9999 `time` can hold; the end of 9999 here).
+            Flaw::DeadlineBeforeEpochWraps if d < OffsetDateTime::UNIX_EPOCH => {
+                OffsetDateTime::from_unix_timestamp(253_402_300_799).expect("in range")
+            }
             Flaw::DeadlineRoundedToNearestSecond => {
                 let whole = d - Duration::nanoseconds(i64::from(d.nanosecond()));
                 if d.nanosecond() >= 500_000_000 {
@@ -805,6 +813,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::LargeUpdateKeepsDeadline,
     Flaw::TouchOnlyExtends,
     Flaw::SweepSkipsJustExpired,
+    Flaw::DeadlineBeforeEpochWraps,
 ];
 
 /// The flaws only the thorough run catches.
@@ -993,6 +1002,7 @@ async fn headline_flaws_trip_their_cases() {
             Flaw::SweepSkipsJustExpired,
             "sweep_spares_records_near_their_deadline",
         ),
+        (Flaw::DeadlineBeforeEpochWraps, "deadline_far_past"),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {

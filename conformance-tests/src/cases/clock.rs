@@ -342,6 +342,74 @@ pub(crate) async fn deadline_far_future(ctx: Ctx) -> CaseResult {
     Ok(())
 }
 
+/// Deadlines long past (the Unix epoch, half a second before it, 1900) are dead for create, a removing update and touch, not wrapped or clamped into the future.
+pub(crate) async fn deadline_far_past(ctx: Ctx) -> CaseResult {
+    let s = ctx.store().as_ref();
+    let epoch = OffsetDateTime::UNIX_EPOCH;
+    for (label, deadline) in [
+        ("the Unix epoch", epoch),
+        (
+            "half a second before the Unix epoch",
+            epoch - Duration::milliseconds(500),
+        ),
+        ("1900-01-01", epoch - Duration::days(25_567)),
+    ] {
+        let at = |payload: &'static [u8]| NewRecord {
+            payload: Bytes::from_static(payload),
+            expires_at: deadline,
+        };
+        let k = key()?;
+        s.save(&k, &at(b"dead at birth"), CREATE)
+            .await
+            .or_fail(&format!("save(Create) with a deadline at {label}"))?;
+        load_none(
+            s,
+            &k,
+            &format!("load of a record created with a deadline at {label}"),
+        )
+        .await?;
+        s.save(&k, &ctx.rec(&b"new"[..], HOUR), CREATE)
+            .await
+            .or_fail(&format!(
+                "save(Create) over a record created with a deadline at {label}"
+            ))?;
+
+        let k = key()?;
+        s.save(&k, &ctx.rec(&b"x"[..], HOUR), CREATE)
+            .await
+            .or_fail("save(Create) 1 h ahead")?;
+        let v = s
+            .save(&k, &at(b"removed"), update(FIRST_VERSION))
+            .await
+            .or_fail(&format!("removing save(Update) with a deadline at {label}"))?;
+        ensure!(
+            v == FIRST_VERSION + 1,
+            "removing save(Update) with a deadline at {label} returned {v}, expected {}",
+            FIRST_VERSION + 1
+        );
+        load_none(
+            s,
+            &k,
+            &format!("load after a removing save(Update) with a deadline at {label}"),
+        )
+        .await?;
+
+        if ctx.caps().touch {
+            let k = key()?;
+            s.save(&k, &ctx.rec(&b"x"[..], HOUR), CREATE)
+                .await
+                .or_fail("save(Create) 1 h ahead")?;
+            let existed = s
+                .touch(&k, deadline)
+                .await
+                .or_fail(&format!("touch to {label}"))?;
+            ensure!(existed, "touch of a live record to {label} returned false");
+            load_none(s, &k, &format!("load after touch to {label}")).await?;
+        }
+    }
+    Ok(())
+}
+
 /// The offsets a deadline is given at: the extremes of real time zones (+14:00,
 /// -12:00), quarter- and half-hour zones (+05:45, -03:30, +09:30), and offsets with
 /// seconds (`time` allows them; historic local mean times had them), also negative.
