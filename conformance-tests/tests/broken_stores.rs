@@ -2,8 +2,7 @@
 //! least one case. A correct reference store built the same way passes everything,
 //! so the failures come from the flaws and not from the test store itself.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -145,8 +144,11 @@ enum Flaw {
     /// (`GREATEST(expires_at, ?)`), never earlier — except into the past, which kills.
     LoadAndTouchNeverShortens,
     /// A bounded cache: past 2,048 records in a namespace, `save(Create)` evicts the
-    /// oldest written, live or not (an acknowledged session lost without a word).
+    /// oldest created, live or not (an acknowledged session lost without a word).
     EvictsPast2048,
+    /// The same cache with room for 16,384 records: only the thorough run, with
+    /// 25,000 live records, fills it.
+    EvictsPast16384,
     /// `save(Create)` over an expired, unpurged record is a `Collision` (a plain
     /// `INSERT` whose unique-key violation is taken for a live record).
     CreateOverExpiredCollides,
@@ -196,12 +198,7 @@ struct Entry {
     payload: Bytes,
     expires_at: OffsetDateTime,
     version: Version,
-    /// When it was written (for `EvictsPast2048`).
-    written: u64,
 }
-
-/// A write counter, for the order records were written in.
-static WRITES: AtomicU64 = AtomicU64::new(0);
 
 /// Records by (namespace, key): every namespace of one harness shares the map, as
 /// tables or key prefixes share a server, so a flaw can reach across namespaces.
@@ -213,6 +210,8 @@ struct TestStore {
     clock: ManualClock,
     namespace: String,
     map: Shared,
+    /// The keys this store created, oldest first (for the bounded caches).
+    created: Mutex<VecDeque<(String, String)>>,
 }
 
 impl TestStore {
@@ -333,17 +332,20 @@ impl TestStore {
         })
     }
 
-    /// A bounded cache: past 2,048 records in the namespace, the oldest written go.
-    fn evict_oldest(&self, map: &mut HashMap<(String, String), Entry>) {
-        let mut mine: Vec<_> = map
-            .iter()
-            .filter(|(id, _)| id.0 == self.namespace)
-            .map(|(id, e)| (e.written, id.clone()))
-            .collect();
-        let excess = mine.len().saturating_sub(2048);
-        mine.sort();
-        for (_, id) in mine.into_iter().take(excess) {
-            map.remove(&id);
+    /// The bounded caches: past their capacity, a create evicts the oldest created
+    /// record of the namespace.
+    fn evict(&self, map: &mut HashMap<(String, String), Entry>, id: (String, String)) {
+        let capacity = match self.flaw {
+            Flaw::EvictsPast2048 => 2048,
+            Flaw::EvictsPast16384 => 16_384,
+            _ => return,
+        };
+        let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
+        created.push_back(id);
+        while created.len() > capacity {
+            if let Some(oldest) = created.pop_front() {
+                map.remove(&oldest);
+            }
         }
     }
 
@@ -351,7 +353,6 @@ impl TestStore {
         Entry {
             payload: self.payload(&record.payload),
             expires_at: self.deadline(record.expires_at, op),
-            written: WRITES.fetch_add(1, Ordering::Relaxed),
             version: if self.flaw == Flaw::VersionStopsAt255 {
                 version.min(255)
             } else {
@@ -416,10 +417,8 @@ impl SessionInterface for TestStore {
                     Some(old) if self.flaw == Flaw::CreateOverExpiredKeepsVersion => old.version,
                     _ => FIRST_VERSION,
                 };
-                map.insert(id, self.entry(record, version, Op::Create));
-                if self.flaw == Flaw::EvictsPast2048 {
-                    self.evict_oldest(&mut map);
-                }
+                map.insert(id.clone(), self.entry(record, version, Op::Create));
+                self.evict(&mut map, id);
                 Ok(FIRST_VERSION)
             }
             SaveMode::Update { expected_version } => {
@@ -742,6 +741,7 @@ impl Harness for FlawHarness {
             clock: clock.clone(),
             namespace: namespace.as_str().to_owned(),
             map: Arc::clone(&self.1),
+            created: Mutex::default(),
         };
         Ok(Fixture::with_clock(Arc::new(store), clock))
     }
@@ -817,7 +817,20 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
 ];
 
 /// The flaws only the thorough run catches.
-const CAUGHT_BY_THOROUGH: &[Flaw] = &[Flaw::SweepStopsAfterFirstThousand];
+/// The flaws only the thorough run catches, each with the case that catches it and
+/// a part of that case's message.
+const CAUGHT_BY_THOROUGH: &[(Flaw, &str, &str)] = &[
+    (
+        Flaw::SweepStopsAfterFirstThousand,
+        "sweep_crosses_batch_boundaries",
+        "delete_expired returned 1000",
+    ),
+    (
+        Flaw::EvictsPast16384,
+        "many_live_records_all_kept",
+        "load of record #0 of 25000 (all created 1 h ahead): got None",
+    ),
+];
 
 /// The README's count of broken stores is the zoo's.
 #[test]
@@ -1040,23 +1053,20 @@ async fn a_panicking_store_fails_its_case_only() {
 }
 
 /// A flaw past a rung only the thorough run climbs: the default run passes it (so
-/// the switch is what catches it), the thorough run fails exactly that case.
+/// the switch is what catches it), the thorough run fails its case.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thorough_only_flaws_need_the_thorough_run() {
-    let case = "sweep_crosses_batch_boundaries";
-    let [flaw] = CAUGHT_BY_THOROUGH else {
-        panic!("one thorough-only flaw is checked here")
-    };
-    let flaw = *flaw;
-    let default = run_case_at(FlawHarness::new(flaw), case, Depth::Default).await;
-    assert_eq!(
-        default.outcome,
-        Outcome::Passed,
-        "{flaw:?} / {case} (default)"
-    );
-    let thorough = run_case_at(FlawHarness::new(flaw), case, Depth::Thorough).await;
-    match thorough.outcome {
-        Outcome::Failed(msg) => assert!(msg.contains("delete_expired returned 1000"), "{msg}"),
-        other => panic!("{flaw:?} / {case} (thorough): {other:?}"),
+    for &(flaw, case, message) in CAUGHT_BY_THOROUGH {
+        let default = run(flaw).await;
+        let caught: Vec<&str> = default.failures().map(|c| c.name.as_str()).collect();
+        assert!(
+            caught.is_empty(),
+            "{flaw:?}: the default run caught it: {caught:?}"
+        );
+        let thorough = run_case_at(FlawHarness::new(flaw), case, Depth::Thorough).await;
+        match thorough.outcome {
+            Outcome::Failed(msg) => assert!(msg.contains(message), "{flaw:?} / {case}: {msg}"),
+            other => panic!("{flaw:?} / {case} (thorough): {other:?}"),
+        }
     }
 }
