@@ -176,6 +176,9 @@ enum Flaw {
     /// Deadlines are kept as unsigned milliseconds since the Unix epoch (`as u64`):
     /// one before 1970 wraps into the far future, and the record lives on.
     DeadlineBeforeEpochWraps,
+    /// `touch` answers `true` whatever it found (the reply of `PEXPIREAT`, or the
+    /// affected-row count, ignored).
+    TouchAlwaysTrue,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -565,7 +568,7 @@ impl SessionInterface for TestStore {
                 }
                 Ok(true)
             }
-            _ => Ok(false),
+            _ => Ok(self.flaw == Flaw::TouchAlwaysTrue),
         }
     }
 
@@ -814,6 +817,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::TouchOnlyExtends,
     Flaw::SweepSkipsJustExpired,
     Flaw::DeadlineBeforeEpochWraps,
+    Flaw::TouchAlwaysTrue,
 ];
 
 /// The flaws only the thorough run catches.
@@ -1016,6 +1020,7 @@ async fn headline_flaws_trip_their_cases() {
             "sweep_spares_records_near_their_deadline",
         ),
         (Flaw::DeadlineBeforeEpochWraps, "deadline_far_past"),
+        (Flaw::TouchAlwaysTrue, "touch_absent_returns_false"),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {
