@@ -179,6 +179,9 @@ enum Flaw {
     /// `touch` answers `true` whatever it found (the reply of `PEXPIREAT`, or the
     /// affected-row count, ignored).
     TouchAlwaysTrue,
+    /// `load_and_touch` answers the new deadline as `previous_expires_at` (an
+    /// `UPDATE … RETURNING expires_at`, which returns the value after the write).
+    RefreshReportsNewAsPrevious,
 }
 
 /// Which operation a deadline is given to (offset flaws hit one each).
@@ -658,7 +661,14 @@ impl SessionInterface for TestStore {
                 touched,
             }));
         }
-        load_then_touch(self, key, expires_at, due_before).await
+        let answer = load_then_touch(self, key, expires_at, due_before).await?;
+        if self.flaw == Flaw::RefreshReportsNewAsPrevious {
+            return Ok(answer.map(|r| Refreshed {
+                previous_expires_at: r.record.expires_at,
+                ..r
+            }));
+        }
+        Ok(answer)
     }
 
     async fn delete_expired(&self) -> Result<u64, Error> {
@@ -818,6 +828,7 @@ const CAUGHT_BY_DEFAULT: &[Flaw] = &[
     Flaw::SweepSkipsJustExpired,
     Flaw::DeadlineBeforeEpochWraps,
     Flaw::TouchAlwaysTrue,
+    Flaw::RefreshReportsNewAsPrevious,
 ];
 
 /// The flaws only the thorough run catches.
@@ -1021,6 +1032,10 @@ async fn headline_flaws_trip_their_cases() {
         ),
         (Flaw::DeadlineBeforeEpochWraps, "deadline_far_past"),
         (Flaw::TouchAlwaysTrue, "touch_absent_returns_false"),
+        (
+            Flaw::RefreshReportsNewAsPrevious,
+            "load_and_touch_moves_a_due_deadline",
+        ),
     ];
     let mut missed = Vec::new();
     for (flaw, case) in expected {
