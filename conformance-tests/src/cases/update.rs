@@ -32,7 +32,10 @@ pub(crate) async fn update_chain_increments(ctx: Ctx) -> CaseResult {
         .save(&k, &ctx.rec(&b"0"[..], HOUR), CREATE)
         .await
         .or_fail("save(Create)")?;
-    for i in 1..=300u64 {
+    // Versions 2 to 261: past 255 and 256. Loaded after the first few updates and
+    // around the one-byte boundary (a load per update would double a slow store's
+    // round trips).
+    for i in 1..=260u64 {
         let payload = format!("update {i}");
         let next = s
             .save(&k, &ctx.rec(payload.clone(), HOUR), update(v))
@@ -44,15 +47,17 @@ pub(crate) async fn update_chain_increments(ctx: Ctx) -> CaseResult {
             v + 1
         );
         v = next;
-        load_exact(
-            s,
-            &k,
-            payload.as_bytes(),
-            v,
-            None,
-            &format!("load after update #{i}"),
-        )
-        .await?;
+        if i <= 5 || i >= 250 {
+            load_exact(
+                s,
+                &k,
+                payload.as_bytes(),
+                v,
+                None,
+                &format!("load after update #{i}"),
+            )
+            .await?;
+        }
     }
     Ok(())
 }
