@@ -98,6 +98,24 @@ fn memory_json_passes_and_exits_zero() {
         cases.iter().filter(|c| c["result"] == "skipped").collect();
     assert_eq!(skipped.len(), 1, "{skipped:?}");
     assert_eq!(skipped[0]["name"], "native_ttl_evicts");
+    // The README's example is this run: its counts must be today's.
+    let readme = include_str!("../README.md");
+    let example_count = |field: &str| -> u64 {
+        let after = readme
+            .split_once(&format!("\"{field}\": "))
+            .unwrap_or_else(|| panic!("the README's JSON example has no {field}"))
+            .1;
+        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().unwrap()
+    };
+    assert_eq!(
+        (example_count("passed"), example_count("skipped")),
+        (
+            memory["passed"].as_u64().unwrap(),
+            memory["skipped"].as_u64().unwrap()
+        ),
+        "the README's JSON example (memory, default run)"
+    );
     assert!(
         skipped[0]["detail"]
             .as_str()
