@@ -107,39 +107,6 @@ mod tests {
     use super::*;
 
     /// A store whose purge fails its first `failures` calls.
-    #[derive(Default)]
-    struct Flaky {
-        calls: AtomicU32,
-        failures: u32,
-    }
-
-    #[async_trait]
-    impl SessionInterface for Flaky {
-        async fn load(&self, _: &StorageKey) -> Result<Option<StoredRecord>, Error> {
-            Ok(None)
-        }
-        async fn save(&self, _: &StorageKey, _: &NewRecord, _: SaveMode) -> Result<Version, Error> {
-            Err(Error::NotFound)
-        }
-        async fn expire(&self, _: &StorageKey) -> Result<(), Error> {
-            Ok(())
-        }
-        async fn touch(&self, _: &StorageKey, _: OffsetDateTime) -> Result<bool, Error> {
-            Ok(false)
-        }
-        async fn delete_expired(&self) -> Result<u64, Error> {
-            let n = self.calls.fetch_add(1, Ordering::SeqCst);
-            if n < self.failures {
-                Err(Error::retryable("database down"))
-            } else {
-                Ok(1)
-            }
-        }
-        fn capabilities(&self) -> Capabilities {
-            Capabilities::full()
-        }
-    }
-
     /// What [`Scripted`]'s next purge does.
     #[derive(Clone, Copy)]
     enum Outcome {
@@ -257,12 +224,10 @@ mod tests {
         assert!(calls.recv().await.is_some());
     }
 
-    #[tokio::test]
+    /// Errors do not end the task (it keeps purging after them), and shutdown does.
+    #[tokio::test(start_paused = true)]
     async fn keeps_going_after_errors_and_stops_on_shutdown() {
-        let store = Arc::new(Flaky {
-            failures: 3,
-            ..Flaky::default()
-        });
+        let (store, _calls) = scripted(vec![Outcome::Fail; 3]);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let schedule = CleanupSchedule {
             period: Duration::from_millis(20),

@@ -94,14 +94,20 @@ async fn an_untrusted_certificate_is_refused() {
     let err = RedisStore::connect(RedisConfig::new(url))
         .await
         .expect_err("a certificate from an unknown CA must not be accepted");
+    let chain = error_chain(&err);
+    assert!(chain.to_lowercase().contains("certificate"), "{chain}");
+    assert!(!err.is_retryable(), "{chain}");
+}
+
+/// `err` and its sources, joined by `: `.
+fn error_chain(err: &session_core::Error) -> String {
     let mut chain = err.to_string();
-    let mut source = std::error::Error::source(&err);
+    let mut source = std::error::Error::source(err);
     while let Some(s) = source {
         chain.push_str(&format!(": {s}"));
         source = s.source();
     }
-    assert!(chain.to_lowercase().contains("certificate"), "{chain}");
-    assert!(!err.is_retryable(), "{chain}");
+    chain
 }
 
 fn config_error(config: RedisConfig) -> ConfigError {
@@ -199,12 +205,7 @@ async fn an_all_tls_cluster_trusts_the_given_roots_on_every_node() {
     let untrusted = RedisStore::connect(RedisConfig::cluster(seeds.clone()))
         .await
         .expect_err("a certificate from an unknown CA must not be accepted");
-    let mut chain = untrusted.to_string();
-    let mut source = std::error::Error::source(&untrusted);
-    while let Some(s) = source {
-        chain.push_str(&format!(": {s}"));
-        source = s.source();
-    }
+    let chain = error_chain(&untrusted);
     assert!(chain.to_lowercase().contains("certificate"), "{chain}");
     assert!(!untrusted.is_retryable(), "{chain}");
 
